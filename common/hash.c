@@ -1,0 +1,72 @@
+#include "common/c2d_hash.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+void c2d_sha256_init(c2d_sha256 *h)
+{
+    mbedtls_sha256_init(&h->ctx);
+    mbedtls_sha256_starts_ret(&h->ctx, 0);
+}
+
+void c2d_sha256_update(c2d_sha256 *h, const void *data, size_t len)
+{
+    mbedtls_sha256_update_ret(&h->ctx, data, len);
+}
+
+void c2d_sha256_final_hex(c2d_sha256 *h, char hex[65])
+{
+    unsigned char digest[32];
+    mbedtls_sha256_finish_ret(&h->ctx, digest);
+    mbedtls_sha256_free(&h->ctx);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", digest[i]);
+}
+
+void c2d_sha256_discard(c2d_sha256 *h)
+{
+    mbedtls_sha256_free(&h->ctx);
+}
+
+int c2d_sha256_file(const char *path, uint64_t len, c2d_sha256 *into)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    static __thread unsigned char buf[65536];
+    uint64_t left = len;
+    int rc = 0;
+    while (left > 0) {
+        size_t want = left < sizeof(buf) ? (size_t)left : sizeof(buf);
+        ssize_t r = read(fd, buf, want);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = -errno;
+            break;
+        }
+        if (r == 0) {
+            rc = len == UINT64_MAX ? 0 : -EIO;
+            break;
+        }
+        c2d_sha256_update(into, buf, (size_t)r);
+        left -= (uint64_t)r;
+    }
+    close(fd);
+    return rc;
+}
+
+int c2d_sha256_file_hex(const char *path, char hex[65])
+{
+    c2d_sha256 h;
+    c2d_sha256_init(&h);
+    int rc = c2d_sha256_file(path, UINT64_MAX, &h);
+    if (rc != 0) {
+        c2d_sha256_discard(&h);
+        return rc;
+    }
+    c2d_sha256_final_hex(&h, hex);
+    return 0;
+}

@@ -33,11 +33,22 @@ typedef struct {
 typedef struct {
     uint64_t queued_segments;
     uint64_t queued_bytes;
-    int64_t oldest_start_us; /* 0 when empty */
+    int64_t oldest_start_us;   /* 0 when empty */
     uint64_t dropped_segments; /* evicted unsent because the spool was full */
     uint64_t dropped_bytes;
     uint64_t max_bytes;
+    /* records dropped at open because their file was missing or had another
+     * size (damaged by a crash or by hand); persisted like dropped_* */
+    uint64_t lost_segments;
 } agent_spool_stats;
+
+/* What one commit evicted to stay under max_bytes (all zero if nothing). */
+typedef struct {
+    uint64_t segments;
+    uint64_t bytes;
+    int64_t oldest_start_us; /* range of the evicted segments' starts */
+    int64_t newest_start_us;
+} agent_spool_dropped;
 
 /* Largest checkpoint blob a channel may store. */
 #define AGENT_CHECKPOINT_MAX 1024
@@ -57,6 +68,13 @@ int agent_spool_tmp_path(agent_spool *sp, uint16_t ch, int64_t start_us, char *b
  * segments (of any channel) are dropped and counted. Returns 0 or -errno. */
 int agent_spool_commit(agent_spool *sp, const agent_segment *seg, const char *tmp_path,
                        const void *checkpoint, size_t cplen);
+
+/* Same, and reports what was evicted in *dropped (if not NULL) so the caller
+ * can log it. Errors: -EINVAL (size differs from the temp file's, bad sha256
+ * or checkpoint too long), -ENOSPC (LMDB map full), -errno of the rename or
+ * fsync. On error the temp file may be gone; the segment is not queued. */
+int agent_spool_commit_ex(agent_spool *sp, const agent_segment *seg, const char *tmp_path,
+                          const void *checkpoint, size_t cplen, agent_spool_dropped *dropped);
 
 /* Reads channel ch's checkpoint. 0, -ENOENT if none, -ENOBUFS if *len is too
  * small. On success *len is the checkpoint's length. */

@@ -20,9 +20,9 @@ typedef struct {
     c2d_cfg_type type;
     size_t offset;
     int required;
-    int64_t min, max;     /* C2D_CFG_INT bounds */
-    int64_t def_int;      /* default for INT and BOOL */
-    const char *def_str;  /* default for STRING (NULL = none) */
+    int64_t min, max;    /* C2D_CFG_INT bounds */
+    int64_t def_int;     /* default for INT and BOOL */
+    const char *def_str; /* default for STRING (NULL = none) */
 } c2d_cfg_field;
 
 #define C2D_ERRMSG_MAX 256

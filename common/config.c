@@ -9,6 +9,12 @@
 /* Configuration files are small; a larger one is a mistake. */
 #define CONFIG_FILE_MAX (1u << 20)
 
+/* 2^63: the first double that does not fit an int64_t. */
+#define INT64_LIMIT 9223372036854775808.0
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     va_list ap;
@@ -27,8 +33,17 @@ cJSON *c2d_cfg_parse_file(const char *path, char *err, size_t errlen)
         fail(err, errlen, "%s: cannot read: %s", path, strerror(-rc));
         return NULL;
     }
+    /* c2d_read_file NUL terminates: parsing len + 1 bytes with
+     * require_null_terminated refuses anything after the top-level value
+     * (cJSON would otherwise ignore trailing garbage). */
     const char *end = NULL;
-    cJSON *root = cJSON_ParseWithLengthOpts(text, len, &end, 0);
+    cJSON *root = NULL;
+    if (memchr(text, '\0', len)) {
+        fail(err, errlen, "%s: contains a NUL byte", path);
+        free(text);
+        return NULL;
+    }
+    root = cJSON_ParseWithLengthOpts(text, len + 1, &end, 1);
     if (!root) {
         size_t at = end && end >= text ? (size_t)(end - text) : 0;
         int line = 1;
@@ -83,13 +98,21 @@ int c2d_cfg_apply(const cJSON *obj, const char *where, const c2d_cfg_field *fiel
         case C2D_CFG_INT: {
             int64_t val = f->def_int;
             if (v) {
-                if (!cJSON_IsNumber(v) || v->valuedouble != (double)(int64_t)v->valuedouble)
+                if (!cJSON_IsNumber(v))
                     return fail(err, errlen, "%s: key \"%s\" must be an integer", where, f->key);
-                val = (int64_t)v->valuedouble;
+                /* Converting a double outside int64_t is undefined: bound it
+                 * first (NaN and infinities fail this test too). */
+                double d = v->valuedouble;
+                if (!(d >= -INT64_LIMIT && d < INT64_LIMIT))
+                    return fail(err, errlen, "%s: key \"%s\" is %g, allowed range is %lld..%lld",
+                                where, f->key, d, (long long)f->min, (long long)f->max);
+                val = (int64_t)d;
+                if ((double)val != d)
+                    return fail(err, errlen, "%s: key \"%s\" must be an integer", where, f->key);
                 if (val < f->min || val > f->max)
-                    return fail(err, errlen,
-                                "%s: key \"%s\" is %lld, allowed range is %lld..%lld", where,
-                                f->key, (long long)val, (long long)f->min, (long long)f->max);
+                    return fail(err, errlen, "%s: key \"%s\" is %lld, allowed range is %lld..%lld",
+                                where, f->key, (long long)val, (long long)f->min,
+                                (long long)f->max);
             }
             *(int64_t *)slot = val;
             break;
@@ -98,8 +121,7 @@ int c2d_cfg_apply(const cJSON *obj, const char *where, const c2d_cfg_field *fiel
             int val = (int)f->def_int;
             if (v) {
                 if (!cJSON_IsBool(v))
-                    return fail(err, errlen, "%s: key \"%s\" must be true or false", where,
-                                f->key);
+                    return fail(err, errlen, "%s: key \"%s\" must be true or false", where, f->key);
                 val = cJSON_IsTrue(v);
             }
             *(int *)slot = val;
@@ -123,8 +145,10 @@ void c2d_cfg_free_strings(const c2d_cfg_field *fields, size_t n, void *base)
     }
 }
 
-#define BF(key, type, field, req, min, max, di, ds)                                            \
-    {key, type, offsetof(c2d_broker_cfg, field), req, min, max, di, ds}
+#define BF(key, type, field, req, min, max, di, ds)                                                \
+    {                                                                                              \
+        key, type, offsetof(c2d_broker_cfg, field), req, min, max, di, ds                          \
+    }
 static const c2d_cfg_field broker_fields[] = {
     BF("host", C2D_CFG_STRING, host, 0, 0, 0, 0, "127.0.0.1"),
     BF("port", C2D_CFG_INT, port, 0, 1, 65535, 8883, NULL),

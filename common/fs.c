@@ -24,8 +24,16 @@ int c2d_mkdirs(const char *path, mode_t mode)
             return -errno;
         *p = '/';
     }
-    if (mkdir(buf, mode) != 0 && errno != EEXIST)
-        return -errno;
+    if (mkdir(buf, mode) != 0) {
+        if (errno != EEXIST)
+            return -errno;
+        /* EEXIST also covers a file or a dangling link of that name. */
+        struct stat st;
+        if (stat(buf, &st) != 0)
+            return -errno;
+        if (!S_ISDIR(st.st_mode))
+            return -ENOTDIR;
+    }
     return 0;
 }
 

@@ -34,7 +34,9 @@ void c2d_log(int level, const char *fmt, ...)
     va_start(ap, fmt);
     pthread_mutex_lock(&log_lock);
     fprintf(stderr, "%s.%03ldZ %s %s: ", when, ts.tv_nsec / 1000000, log_name,
-            names[level < 0 ? 0 : level > 3 ? 3 : level]);
+            names[level < 0   ? 0
+                  : level > 3 ? 3
+                              : level]);
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
     pthread_mutex_unlock(&log_lock);

@@ -76,10 +76,10 @@ c2d_status c2d_topic_format(char *buf, size_t len, const char *device, c2d_topic
 
 typedef struct {
     uint16_t channel;
-    int64_t start_us; /* segment start, microseconds since the Unix epoch */
-    uint64_t offset;  /* byte offset of data within the segment */
-    uint32_t length;  /* bytes of data */
-    uint32_t crc32;   /* zlib CRC-32 of data */
+    int64_t start_us;    /* segment start, microseconds since the Unix epoch */
+    uint64_t offset;     /* byte offset of data within the segment */
+    uint32_t length;     /* bytes of data */
+    uint32_t crc32;      /* zlib CRC-32 of data */
     const uint8_t *data; /* points into the decoded buffer */
 } c2d_chunk;
 
@@ -87,14 +87,14 @@ typedef struct {
 int c2d_is_chunk(const uint8_t *buf, size_t len);
 
 /* Writes the 32-byte header for a chunk of data (CRC computed here). */
-void c2d_chunk_header_encode(uint8_t out[C2D_CHUNK_HEADER_LEN], uint16_t channel,
-                             int64_t start_us, uint64_t offset, const uint8_t *data,
-                             uint32_t length);
+void c2d_chunk_header_encode(uint8_t out[C2D_CHUNK_HEADER_LEN], uint16_t channel, int64_t start_us,
+                             uint64_t offset, const uint8_t *data, uint32_t length);
 
 /* Decodes and validates a whole frame (header + payload). out->data points
  * into buf. Errors: C2D_ERR_TRUNCATED, C2D_ERR_MAGIC, C2D_ERR_VERSION,
- * C2D_ERR_LENGTH (over C2D_CHUNK_MAX or trailing bytes), C2D_ERR_RANGE
- * (negative start, offset+length overflow), C2D_ERR_CRC. If the header
+ * C2D_ERR_FIELD (flags not 0), C2D_ERR_LENGTH (over C2D_CHUNK_MAX or
+ * trailing bytes), C2D_ERR_RANGE (negative start, offset+length over
+ * INT64_MAX), C2D_ERR_CRC. If the header
  * could be read, out->channel and out->start_us are filled even on error so
  * the receiver can address its rejection. */
 c2d_status c2d_chunk_decode(const uint8_t *buf, size_t len, c2d_chunk *out);
@@ -132,8 +132,10 @@ typedef struct {
 } c2d_msg;
 
 /* Decodes a JSON control message of at most C2D_MSG_MAX bytes (need not be
- * NUL terminated). Errors: C2D_ERR_LENGTH, C2D_ERR_JSON, C2D_ERR_VERSION
- * (out->version is set), C2D_ERR_TYPE, C2D_ERR_FIELD, C2D_ERR_RANGE. */
+ * NUL terminated; NUL bytes or anything after the object are refused; an ack
+ * reason must be printable ASCII shorter than C2D_REASON_MAX). Errors: C2D_ERR_LENGTH,
+ * C2D_ERR_JSON, C2D_ERR_VERSION (out->version is set), C2D_ERR_TYPE, C2D_ERR_FIELD, C2D_ERR_RANGE.
+ */
 c2d_status c2d_msg_decode(const char *json, size_t len, c2d_msg *out);
 
 /* Encodes m as JSON (with "v" = C2D_PROTO_VERSION). Returns a malloc'd NUL

@@ -52,9 +52,8 @@ int c2d_is_chunk(const uint8_t *buf, size_t len)
     return buf && len >= sizeof(chunk_magic) && memcmp(buf, chunk_magic, sizeof(chunk_magic)) == 0;
 }
 
-void c2d_chunk_header_encode(uint8_t out[C2D_CHUNK_HEADER_LEN], uint16_t channel,
-                             int64_t start_us, uint64_t offset, const uint8_t *data,
-                             uint32_t length)
+void c2d_chunk_header_encode(uint8_t out[C2D_CHUNK_HEADER_LEN], uint16_t channel, int64_t start_us,
+                             uint64_t offset, const uint8_t *data, uint32_t length)
 {
     memcpy(out, chunk_magic, 4);
     out[4] = C2D_PROTO_VERSION;
@@ -71,10 +70,15 @@ void c2d_chunk_header_encode(uint8_t out[C2D_CHUNK_HEADER_LEN], uint16_t channel
 
 c2d_status c2d_chunk_decode(const uint8_t *buf, size_t len, c2d_chunk *out)
 {
-    if (!buf || len < C2D_CHUNK_HEADER_LEN)
-        return c2d_is_chunk(buf, len) || len < 4 ? C2D_ERR_TRUNCATED : C2D_ERR_MAGIC;
-    if (!c2d_is_chunk(buf, len))
+    if (!buf)
+        return C2D_ERR_TRUNCATED;
+    /* A buffer too short for the header is truncated only if what it has
+     * matches the magic; anything else is not a chunk at all. */
+    size_t m = len < sizeof(chunk_magic) ? len : sizeof(chunk_magic);
+    if (memcmp(buf, chunk_magic, m) != 0)
         return C2D_ERR_MAGIC;
+    if (len < C2D_CHUNK_HEADER_LEN)
+        return C2D_ERR_TRUNCATED;
     c2d_chunk c = {0};
     c.channel = get_u16(buf + 6);
     c.start_us = (int64_t)get_u64(buf + 8);
@@ -87,13 +91,18 @@ c2d_status c2d_chunk_decode(const uint8_t *buf, size_t len, c2d_chunk *out)
     out->start_us = c.start_us;
     if (buf[4] != C2D_PROTO_VERSION)
         return C2D_ERR_VERSION;
+    /* Flags are reserved: refuse them so they can be given a meaning later
+     * without old receivers misreading the frame. */
+    if (buf[5] != 0)
+        return C2D_ERR_FIELD;
     if (c.length > C2D_CHUNK_MAX)
         return C2D_ERR_LENGTH;
     if (len - C2D_CHUNK_HEADER_LEN < c.length)
         return C2D_ERR_TRUNCATED;
     if (len - C2D_CHUNK_HEADER_LEN > c.length)
         return C2D_ERR_LENGTH;
-    if (c.start_us < 0 || c.offset > UINT64_MAX - c.length || c.offset > (uint64_t)INT64_MAX)
+    /* The end of the chunk must fit an off_t on the receiver. */
+    if (c.start_us < 0 || c.offset > (uint64_t)INT64_MAX - c.length)
         return C2D_ERR_RANGE;
     uLong crc = crc32(0L, Z_NULL, 0);
     if (c.length)

@@ -1,7 +1,9 @@
 #include "proto/c2d_proto.h"
 
 #include <cjson/cJSON.h>
+#include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 /* Largest integer a JSON number (IEEE double) carries exactly. */
@@ -28,8 +30,7 @@ const char *c2d_ack_status_name(c2d_ack_status s)
 }
 
 /* Reads a required integral number in [min, max]. */
-static c2d_status get_int(const cJSON *obj, const char *key, double min, double max,
-                          int64_t *out)
+static c2d_status get_int(const cJSON *obj, const char *key, double min, double max, int64_t *out)
 {
     const cJSON *it = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (!cJSON_IsNumber(it))
@@ -49,6 +50,18 @@ static int is_lower_hex(const char *s, size_t n)
             return 0;
     }
     return s[n] == '\0';
+}
+
+/* A reason is short and printable ASCII: receivers log it. */
+static int reason_ok(const char *s)
+{
+    size_t n = 0;
+    for (; s[n]; n++) {
+        unsigned char c = (unsigned char)s[n];
+        if (n + 1 >= C2D_REASON_MAX || c < 0x20 || c > 0x7e)
+            return 0;
+    }
+    return 1;
 }
 
 static int lookup(const char *const *names, size_t n, const char *s)
@@ -106,7 +119,7 @@ static c2d_status decode_object(const cJSON *root, c2d_msg *m)
         m->offset = (uint64_t)v;
         const cJSON *r = cJSON_GetObjectItemCaseSensitive(root, "reason");
         if (r) {
-            if (!cJSON_IsString(r) || strlen(r->valuestring) >= C2D_REASON_MAX)
+            if (!cJSON_IsString(r) || !reason_ok(r->valuestring))
                 return C2D_ERR_FIELD;
             strcpy(m->reason, r->valuestring);
         }
@@ -118,7 +131,15 @@ c2d_status c2d_msg_decode(const char *json, size_t len, c2d_msg *out)
 {
     if (!json || len == 0 || len > C2D_MSG_MAX)
         return len > C2D_MSG_MAX ? C2D_ERR_LENGTH : C2D_ERR_JSON;
-    cJSON *root = cJSON_ParseWithLength(json, len);
+    /* cJSON reads one byte past a buffer that is not NUL terminated, and
+     * with a length it accepts trailing bytes after the value. Parse a
+     * terminated copy and require that nothing but whitespace follows. */
+    char text[C2D_MSG_MAX + 1];
+    if (memchr(json, '\0', len))
+        return C2D_ERR_JSON;
+    memcpy(text, json, len);
+    text[len] = '\0';
+    cJSON *root = cJSON_ParseWithLengthOpts(text, len + 1, NULL, 1);
     if (!root)
         return C2D_ERR_JSON;
     c2d_msg m;
@@ -130,6 +151,24 @@ c2d_status c2d_msg_decode(const char *json, size_t len, c2d_msg *out)
     return st;
 }
 
+/* cJSON prints numbers with "%1.15g" and accepts the result if it is
+ * within an epsilon of the value: 1764480000000000 goes out as 1.76448e+15
+ * and values above 2^52 can lose their last digit. Integers go out exactly,
+ * as digits (proto/README.md). */
+static int add_i64(cJSON *obj, const char *key, int64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%" PRId64, v);
+    return cJSON_AddRawToObject(obj, key, buf) != NULL;
+}
+
+static int add_u64(cJSON *obj, const char *key, uint64_t v)
+{
+    char buf[24];
+    snprintf(buf, sizeof(buf), "%" PRIu64, v);
+    return cJSON_AddRawToObject(obj, key, buf) != NULL;
+}
+
 char *c2d_msg_encode(const c2d_msg *m)
 {
     if ((unsigned)m->type >= sizeof(type_names) / sizeof(type_names[0]))
@@ -137,17 +176,15 @@ char *c2d_msg_encode(const c2d_msg *m)
     cJSON *root = cJSON_CreateObject();
     if (!root)
         return NULL;
-    int ok = cJSON_AddNumberToObject(root, "v", C2D_PROTO_VERSION) &&
+    int ok = add_i64(root, "v", C2D_PROTO_VERSION) &&
              cJSON_AddStringToObject(root, "t", type_names[m->type]) &&
-             cJSON_AddNumberToObject(root, "ch", m->channel) &&
-             cJSON_AddNumberToObject(root, "start", (double)m->start_us);
+             add_i64(root, "ch", m->channel) && add_i64(root, "start", m->start_us);
     if (ok && m->type == C2D_MSG_BEGIN)
-        ok = cJSON_AddNumberToObject(root, "dur", (double)m->duration_us) &&
-             cJSON_AddNumberToObject(root, "size", (double)m->size) &&
+        ok = add_i64(root, "dur", m->duration_us) && add_u64(root, "size", m->size) &&
              cJSON_AddStringToObject(root, "sha256", m->sha256);
     if (ok && m->type == C2D_MSG_ACK) {
         ok = cJSON_AddStringToObject(root, "status", c2d_ack_status_name(m->status)) &&
-             cJSON_AddNumberToObject(root, "offset", (double)m->offset);
+             add_u64(root, "offset", m->offset);
         if (ok && m->reason[0])
             ok = cJSON_AddStringToObject(root, "reason", m->reason) != NULL;
     }

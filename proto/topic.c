@@ -15,8 +15,8 @@ static const struct {
 
 static int id_char_ok(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
 
 int c2d_device_id_valid(const char *id)
@@ -79,20 +79,34 @@ c2d_status c2d_topic_format(char *buf, size_t len, const char *device, c2d_topic
 const char *c2d_strerror(c2d_status st)
 {
     switch (st) {
-    case C2D_OK: return "success";
-    case C2D_ERR_TRUNCATED: return "message shorter than its header or declared length";
-    case C2D_ERR_MAGIC: return "not a chunk frame (bad magic)";
-    case C2D_ERR_VERSION: return "unsupported protocol version";
-    case C2D_ERR_CRC: return "chunk payload does not match its CRC-32";
-    case C2D_ERR_LENGTH: return "declared length too large or inconsistent";
-    case C2D_ERR_JSON: return "malformed JSON or not a JSON object";
-    case C2D_ERR_FIELD: return "required field missing or of the wrong type";
-    case C2D_ERR_RANGE: return "number out of range";
-    case C2D_ERR_TOPIC: return "topic outside the c2d/v1 device namespace";
-    case C2D_ERR_NAME: return "id outside the allowed alphabet or length";
-    case C2D_ERR_TYPE: return "unknown message type";
-    case C2D_ERR_NOMEM: return "out of memory";
-    case C2D_ERR_BUFFER: return "output buffer too small";
+    case C2D_OK:
+        return "success";
+    case C2D_ERR_TRUNCATED:
+        return "message shorter than its header or declared length";
+    case C2D_ERR_MAGIC:
+        return "not a chunk frame (bad magic)";
+    case C2D_ERR_VERSION:
+        return "unsupported protocol version";
+    case C2D_ERR_CRC:
+        return "chunk payload does not match its CRC-32";
+    case C2D_ERR_LENGTH:
+        return "declared length too large or inconsistent";
+    case C2D_ERR_JSON:
+        return "malformed JSON or not a JSON object";
+    case C2D_ERR_FIELD:
+        return "required field missing or of the wrong type";
+    case C2D_ERR_RANGE:
+        return "number out of range";
+    case C2D_ERR_TOPIC:
+        return "topic outside the c2d/v1 device namespace";
+    case C2D_ERR_NAME:
+        return "id outside the allowed alphabet or length";
+    case C2D_ERR_TYPE:
+        return "unknown message type";
+    case C2D_ERR_NOMEM:
+        return "out of memory";
+    case C2D_ERR_BUFFER:
+        return "output buffer too small";
     }
     return "unknown error";
 }
@@ -100,20 +114,34 @@ const char *c2d_strerror(c2d_status st)
 const char *c2d_reason(c2d_status st)
 {
     switch (st) {
-    case C2D_OK: return "ok";
-    case C2D_ERR_TRUNCATED: return "truncated";
-    case C2D_ERR_MAGIC: return "bad_magic";
-    case C2D_ERR_VERSION: return "unsupported_version";
-    case C2D_ERR_CRC: return "bad_crc";
-    case C2D_ERR_LENGTH: return "bad_length";
-    case C2D_ERR_JSON: return "bad_json";
-    case C2D_ERR_FIELD: return "bad_field";
-    case C2D_ERR_RANGE: return "out_of_range";
-    case C2D_ERR_TOPIC: return "bad_topic";
-    case C2D_ERR_NAME: return "bad_name";
-    case C2D_ERR_TYPE: return "unknown_type";
-    case C2D_ERR_NOMEM: return "no_memory";
-    case C2D_ERR_BUFFER: return "buffer";
+    case C2D_OK:
+        return "ok";
+    case C2D_ERR_TRUNCATED:
+        return "truncated";
+    case C2D_ERR_MAGIC:
+        return "bad_magic";
+    case C2D_ERR_VERSION:
+        return "unsupported_version";
+    case C2D_ERR_CRC:
+        return "bad_crc";
+    case C2D_ERR_LENGTH:
+        return "bad_length";
+    case C2D_ERR_JSON:
+        return "bad_json";
+    case C2D_ERR_FIELD:
+        return "bad_field";
+    case C2D_ERR_RANGE:
+        return "out_of_range";
+    case C2D_ERR_TOPIC:
+        return "bad_topic";
+    case C2D_ERR_NAME:
+        return "bad_name";
+    case C2D_ERR_TYPE:
+        return "unknown_type";
+    case C2D_ERR_NOMEM:
+        return "no_memory";
+    case C2D_ERR_BUFFER:
+        return "buffer";
     }
     return "unknown";
 }

@@ -1,0 +1,754 @@
+#include "agent/agent.h"
+
+#include "agent/channel.h"
+#include "agent/spool.h"
+#include "agent/uploader.h"
+#include "common/c2d_fs.h"
+#include "common/c2d_log.h"
+#include "common/c2d_mqtt.h"
+#include "common/c2d_time.h"
+#include "proto/c2d_proto.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <mqtt_protocol.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <time.h>
+#include <unistd.h>
+
+/* agent_run's polling period: bounds the reaction to a stop request and
+ * the delay of a state message after a change. */
+#define TICK_MS 200
+/* State messages caused by changes are at least this far apart, so a
+ * flapping source cannot flood the broker. */
+#define STATE_MIN_GAP_US 1000000
+/* A second agent (or `status`) may hold the lock for a moment. */
+#define LOCK_WAIT_MS 5000
+/* On stop, how long to wait for the broker to confirm the offline state. */
+#define OFFLINE_WAIT_MS 2000
+/* Reconnect backoff: 1 s doubling to 30 s (mosquitto_reconnect_delay_set). */
+#define RECONNECT_MIN_S 1
+#define RECONNECT_MAX_S 30
+/* --exit-when-done with parked segments: the situation must hold this long
+ * (several uploader polls) before the agent gives up on them. */
+#define PARKED_SETTLE_US 2000000
+/* Queued segments counted per channel for status; a spool is bounded in
+ * bytes, this bounds the walk should it hold very many tiny segments. */
+#define QUEUE_WALK_MAX 100000
+
+#define LOCK_NAME "agent.lock"
+#define STATUS_NAME "status.json"
+#define OFFLINE_PAYLOAD "{\"online\":false}"
+
+struct agent {
+    const agent_config *cfg;
+    int lock_fd;
+    agent_spool *spool;
+    struct mosquitto *mosq;
+    int loop_started;
+    agent_channel **channels;
+    uint16_t *ids;
+    size_t n_channels;
+
+    pthread_mutex_t up_mu; /* guards up against the network thread */
+    agent_uploader *up;
+
+    char seg_topic[C2D_TOPIC_MAX];
+    char ack_topic[C2D_TOPIC_MAX];
+    char state_topic[C2D_TOPIC_MAX];
+    char status_path[PATH_MAX];
+
+    atomic_int connected;
+    atomic_int state_due;
+    atomic_int stopping;
+    atomic_int offline_mid;
+    atomic_int offline_acked;
+
+    int64_t started_us;
+    int64_t last_state_us;
+    uint64_t last_sig;
+    uint64_t rate_bytes;
+    int64_t rate_at_us;
+    double rate_bps;
+    int64_t parked_since_us;
+};
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- state directory lock ------------------------------------------------ */
+
+/* Opens and locks state_dir/agent.lock. Returns the fd, -EWOULDBLOCK if an
+ * agent holds it (after waiting up to wait_ms), or -errno. */
+static int lock_state_dir(const char *state_dir, int wait_ms)
+{
+    char path[PATH_MAX];
+    int rc = c2d_mkdirs(state_dir, 0750);
+    if (rc == 0)
+        rc = c2d_path_join(path, sizeof(path), state_dir, LOCK_NAME);
+    if (rc != 0)
+        return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
+    for (int waited = 0;; waited += 100) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        if (errno != EWOULDBLOCK || waited >= wait_ms) {
+            rc = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+            close(fd);
+            return rc;
+        }
+        sleep_ms(100);
+    }
+}
+
+/* ---- JSON building blocks ------------------------------------------------ */
+
+static void add_num(cJSON *o, const char *k, double v)
+{
+    cJSON_AddNumberToObject(o, k, v);
+}
+
+static cJSON *spool_json(const agent_spool_stats *s)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    add_num(o, "queued_segments", (double)s->queued_segments);
+    add_num(o, "queued_bytes", (double)s->queued_bytes);
+    add_num(o, "oldest_start_us", (double)s->oldest_start_us);
+    add_num(o, "dropped_segments", (double)s->dropped_segments);
+    add_num(o, "dropped_bytes", (double)s->dropped_bytes);
+    add_num(o, "max_bytes", (double)s->max_bytes);
+    add_num(o, "lost_segments", (double)s->lost_segments);
+    return o;
+}
+
+/* Adds "checkpoint" (text, {"hex": ...} if not printable, or null) and
+ * "queue" (segments, bytes, oldest/newest start) for channel ch. */
+static void add_channel_spool(cJSON *o, agent_spool *sp, uint16_t ch)
+{
+    unsigned char cp[AGENT_CHECKPOINT_MAX + 1];
+    size_t len = AGENT_CHECKPOINT_MAX;
+    int rc = agent_spool_get_checkpoint(sp, ch, cp, &len);
+    if (rc != 0) {
+        cJSON_AddNullToObject(o, "checkpoint");
+    } else {
+        int text = 1;
+        for (size_t i = 0; i < len; i++)
+            if (cp[i] < 0x20 || cp[i] > 0x7e)
+                text = 0;
+        if (text) {
+            cp[len] = '\0';
+            cJSON_AddStringToObject(o, "checkpoint", (const char *)cp);
+        } else {
+            char hex[2 * AGENT_CHECKPOINT_MAX + 1];
+            for (size_t i = 0; i < len; i++)
+                snprintf(hex + 2 * i, 3, "%02x", cp[i]);
+            hex[2 * len] = '\0';
+            cJSON *h = cJSON_AddObjectToObject(o, "checkpoint");
+            if (h)
+                cJSON_AddStringToObject(h, "hex", hex);
+        }
+    }
+    agent_segment seg;
+    int64_t after = INT64_MIN, oldest = 0, newest = 0;
+    uint64_t n = 0, bytes = 0;
+    while (n < QUEUE_WALK_MAX && agent_spool_next(sp, ch, after, &seg) == 0) {
+        if (n == 0)
+            oldest = seg.start_us;
+        newest = seg.start_us;
+        bytes += seg.size;
+        after = seg.start_us;
+        n++;
+    }
+    cJSON *q = cJSON_AddObjectToObject(o, "queue");
+    if (q) {
+        add_num(q, "segments", (double)n);
+        add_num(q, "bytes", (double)bytes);
+        add_num(q, "oldest_start_us", (double)oldest);
+        add_num(q, "newest_start_us", (double)newest);
+    }
+}
+
+/* ---- state message --------------------------------------------------------- */
+
+typedef struct {
+    agent_channel_status ch[AGENT_CHANNELS_MAX];
+    agent_lane_status lane[AGENT_CHANNELS_MAX];
+    agent_uploader_status up;
+    agent_spool_stats spool;
+} snapshot;
+
+static void take_snapshot(agent *a, snapshot *s)
+{
+    memset(s, 0, sizeof(*s));
+    for (size_t i = 0; i < a->n_channels; i++)
+        if (a->channels && a->channels[i])
+            agent_channel_get_status(a->channels[i], &s->ch[i]);
+    if (a->up)
+        agent_uploader_get_status(a->up, &s->up, s->lane, a->n_channels);
+    agent_spool_get_stats(a->spool, &s->spool);
+}
+
+/* What "changed" means for the state message: channel states and errors,
+ * parked or dropped segments, the connection. Counters that move all the
+ * time (bytes, segments) go out with the periodic message. */
+static uint64_t signature(const agent *a, const snapshot *s)
+{
+    uint64_t h = 1469598103934665603ULL;
+#define MIX(v) (h = (h ^ (uint64_t)(v)) * 1099511628211ULL)
+    MIX(atomic_load(&a->connected));
+    for (size_t i = 0; i < a->n_channels; i++) {
+        MIX(s->ch[i].state);
+        MIX(s->ch[i].retries);
+        for (const char *p = s->ch[i].error; *p; p++)
+            MIX((unsigned char)*p);
+        MIX(s->lane[i].parked);
+        MIX(s->lane[i].dropped);
+    }
+#undef MIX
+    return h;
+}
+
+static cJSON *build_state(agent *a, const snapshot *s, int detailed)
+{
+    cJSON *root = cJSON_CreateObject();
+    if (!root)
+        return NULL;
+    if (detailed)
+        cJSON_AddTrueToObject(root, "running");
+    cJSON_AddTrueToObject(root, "online");
+    cJSON_AddStringToObject(root, "device", a->cfg->device_id);
+    add_num(root, "time_us", (double)c2d_now_us());
+    add_num(root, "uptime_s", (double)((c2d_mono_us() - a->started_us) / 1000000));
+    cJSON_AddBoolToObject(root, "connected", atomic_load(&a->connected));
+    cJSON *sp = spool_json(&s->spool);
+    if (sp)
+        cJSON_AddItemToObject(root, "spool", sp);
+
+    cJSON *up = cJSON_AddObjectToObject(root, "upload");
+    if (up) {
+        add_num(up, "rate_bps", a->rate_bps);
+        add_num(up, "rate_limit_bps", (double)a->cfg->rate_limit_bps);
+        add_num(up, "bytes_sent", (double)s->up.bytes_sent);
+        add_num(up, "bytes_committed", (double)s->up.bytes_committed);
+        add_num(up, "segments_committed", (double)s->up.segments_committed);
+        add_num(up, "segments_duplicate", (double)s->up.segments_duplicate);
+        add_num(up, "rejections", (double)s->up.rejections);
+        add_num(up, "parked", (double)s->up.parked);
+        add_num(up, "acks_dropped", (double)s->up.acks_dropped);
+        add_num(up, "acks_invalid", (double)s->up.acks_invalid);
+    }
+
+    cJSON *chs = cJSON_AddArrayToObject(root, "channels");
+    for (size_t i = 0; chs && i < a->n_channels; i++) {
+        const agent_channel_conf *cc = &a->cfg->channels[i];
+        const agent_channel_status *cs = &s->ch[i];
+        const agent_lane_status *ls = &s->lane[i];
+        cJSON *c = cJSON_CreateObject();
+        if (!c)
+            break;
+        cJSON_AddItemToArray(chs, c);
+        add_num(c, "id", (double)cc->id);
+        cJSON_AddStringToObject(c, "name", cc->name);
+        cJSON_AddStringToObject(c, "state", agent_channel_state_name(cs->state));
+        cJSON_AddStringToObject(c, "error", cs->error);
+        add_num(c, "segments", (double)cs->segments);
+        add_num(c, "retries", (double)cs->retries);
+        add_num(c, "last_segment_us", (double)cs->last_segment_us);
+        cJSON *u = cJSON_AddObjectToObject(c, "upload");
+        if (u) {
+            cJSON_AddStringToObject(u, "phase", agent_lane_phase_name(ls->phase));
+            add_num(u, "start_us", (double)ls->start_us);
+            add_num(u, "size", (double)ls->size);
+            add_num(u, "sent", (double)ls->sent);
+            add_num(u, "confirmed", (double)ls->confirmed);
+            add_num(u, "committed", (double)ls->committed);
+            add_num(u, "rejections", (double)ls->rejections);
+            add_num(u, "parked", (double)ls->parked);
+            add_num(u, "dropped", (double)ls->dropped);
+            cJSON_AddStringToObject(u, "last_reason", ls->last_reason);
+        }
+        if (detailed)
+            add_channel_spool(c, a->spool, (uint16_t)cc->id);
+    }
+    return root;
+}
+
+/* Writes the status snapshot for `c2d-agent status`. Not fsync'd: it is
+ * rewritten every few seconds and worthless after a power cut. */
+static void write_status_file(agent *a, const char *text)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.tmp", a->status_path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return;
+    int rc = c2d_write_all(fd, text, strlen(text));
+    if (close(fd) != 0)
+        rc = -1;
+    if (rc != 0 || rename(tmp, a->status_path) != 0)
+        unlink(tmp);
+}
+
+static void publish_state(agent *a, const snapshot *s, int64_t now)
+{
+    int64_t dt = now - a->rate_at_us;
+    if (dt > 0) {
+        a->rate_bps = (double)(s->up.bytes_sent - a->rate_bytes) * 1e6 / (double)dt;
+        a->rate_bps = (double)(int64_t)a->rate_bps;
+    }
+    a->rate_bytes = s->up.bytes_sent;
+    a->rate_at_us = now;
+
+    cJSON *st = build_state(a, s, 0);
+    char *text = st ? cJSON_PrintUnformatted(st) : NULL;
+    cJSON_Delete(st);
+    if (text && atomic_load(&a->connected)) {
+        int rc = mosquitto_publish_v5(a->mosq, NULL, a->state_topic, (int)strlen(text), text, 1,
+                                      true, NULL);
+        if (rc != MOSQ_ERR_SUCCESS && rc != MOSQ_ERR_NO_CONN)
+            c2d_warn("cannot publish state: %s", mosquitto_strerror(rc));
+    }
+    free(text);
+
+    cJSON *full = build_state(a, s, 1);
+    text = full ? cJSON_Print(full) : NULL;
+    cJSON_Delete(full);
+    if (text)
+        write_status_file(a, text);
+    free(text);
+    a->last_state_us = now;
+}
+
+/* ---- uploader callbacks (uploader thread) ------------------------------ */
+
+static int publish_seg(void *ctx, const void *buf, size_t len)
+{
+    agent *a = ctx;
+    int rc = mosquitto_publish_v5(a->mosq, NULL, a->seg_topic, (int)len, buf, 1, false, NULL);
+    if (rc == MOSQ_ERR_SUCCESS)
+        return 0;
+    if (rc != MOSQ_ERR_NO_CONN)
+        c2d_warn("publish on %s failed: %s", a->seg_topic, mosquitto_strerror(rc));
+    return -1;
+}
+
+static void on_upload_event(void *ctx, const agent_upload_event *ev)
+{
+    agent *a = ctx;
+    unsigned ch = ev->channel;
+    long long start = (long long)ev->start_us;
+    unsigned long long size = (unsigned long long)ev->size;
+    unsigned long long off = (unsigned long long)ev->offset;
+    switch (ev->type) {
+    case AGENT_UP_COMMITTED:
+        c2d_info("segment committed ch=%u start=%lld size=%llu", ch, start, size);
+        break;
+    case AGENT_UP_DUPLICATE:
+        c2d_info("segment committed ch=%u start=%lld size=%llu (duplicate: already stored)", ch,
+                 start, size);
+        break;
+    case AGENT_UP_REJECTED:
+        c2d_warn("segment rejected ch=%u start=%lld reason=%s offset=%llu: %s", ch, start,
+                 ev->reason, off, ev->action);
+        break;
+    case AGENT_UP_PARKED:
+        c2d_warn("segment parked ch=%u start=%lld size=%llu reason=%s: kept in the spool, not "
+                 "retried until restart",
+                 ch, start, size, ev->reason);
+        atomic_store(&a->state_due, 1);
+        break;
+    case AGENT_UP_DROPPED:
+        c2d_err("segment dropped ch=%u start=%lld size=%llu: %s", ch, start, size, ev->reason);
+        atomic_store(&a->state_due, 1);
+        break;
+    case AGENT_UP_TIMEOUT:
+        c2d_warn("no ack for ch=%u start=%lld within %llds (confirmed %llu): resending begin", ch,
+                 start, (long long)a->cfg->ack_timeout_s, off);
+        break;
+    case AGENT_UP_RESUMED:
+        c2d_info("segment resumed ch=%u start=%lld at offset %llu of %llu", ch, start, off, size);
+        break;
+    case AGENT_UP_ERROR:
+        c2d_err("%s ch=%u start=%lld: %s (%s)", ev->reason, ch, start, strerror(-ev->err),
+                ev->action);
+        break;
+    }
+}
+
+/* ---- mosquitto callbacks (network thread) ------------------------------ */
+
+static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
+                       const mosquitto_property *props)
+{
+    agent *a = obj;
+    if (rc != 0) {
+        c2d_warn("broker %s:%lld refused the connection: %s", a->cfg->broker.host,
+                 (long long)a->cfg->broker.port, mosquitto_reason_string(rc));
+        return;
+    }
+    c2d_info("connected to broker %s:%lld", a->cfg->broker.host, (long long)a->cfg->broker.port);
+    int src = mosquitto_subscribe_v5(m, NULL, a->ack_topic, 1, 0, NULL);
+    if (src != MOSQ_ERR_SUCCESS)
+        c2d_err("cannot subscribe to %s: %s", a->ack_topic, mosquitto_strerror(src));
+    atomic_store(&a->connected, 1);
+    atomic_store(&a->state_due, 1);
+    pthread_mutex_lock(&a->up_mu);
+    if (a->up)
+        agent_uploader_set_connected(a->up, 1);
+    pthread_mutex_unlock(&a->up_mu);
+}
+
+static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
+{
+    agent *a = obj;
+    atomic_store(&a->connected, 0);
+    pthread_mutex_lock(&a->up_mu);
+    if (a->up)
+        agent_uploader_set_connected(a->up, 0);
+    pthread_mutex_unlock(&a->up_mu);
+    if (!atomic_load(&a->stopping))
+        c2d_warn("disconnected from broker (%s); reconnecting", mosquitto_strerror(rc));
+}
+
+static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+    agent *a = obj;
+    if (!msg->topic || strcmp(msg->topic, a->ack_topic) != 0 || msg->payloadlen < 0)
+        return;
+    pthread_mutex_lock(&a->up_mu);
+    int rc = a->up ? agent_uploader_on_ack(a->up, msg->payload, (size_t)msg->payloadlen) : 0;
+    pthread_mutex_unlock(&a->up_mu);
+    if (rc != 0)
+        c2d_debug("ack ignored (invalid, or queue full): %.*s",
+                  msg->payloadlen > 200 ? 200 : msg->payloadlen, (const char *)msg->payload);
+}
+
+static void on_publish(struct mosquitto *m, void *obj, int mid, int rc,
+                       const mosquitto_property *props)
+{
+    agent *a = obj;
+    if (mid == atomic_load(&a->offline_mid))
+        atomic_store(&a->offline_acked, 1);
+}
+
+/* ---- life cycle ------------------------------------------------------------ */
+
+int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen)
+{
+    agent *a = calloc(1, sizeof(*a));
+    if (!a)
+        return fail(err, errlen, "out of memory");
+    a->cfg = cfg;
+    a->lock_fd = -1;
+    a->n_channels = cfg->n_channels;
+    atomic_init(&a->connected, 0);
+    atomic_init(&a->state_due, 1);
+    atomic_init(&a->stopping, 0);
+    atomic_init(&a->offline_mid, -1);
+    atomic_init(&a->offline_acked, 0);
+    pthread_mutex_init(&a->up_mu, NULL);
+
+    if (c2d_topic_format(a->seg_topic, sizeof(a->seg_topic), cfg->device_id, C2D_TOPIC_SEG) ||
+        c2d_topic_format(a->ack_topic, sizeof(a->ack_topic), cfg->device_id, C2D_TOPIC_ACK) ||
+        c2d_topic_format(a->state_topic, sizeof(a->state_topic), cfg->device_id, C2D_TOPIC_STATE)) {
+        fail(err, errlen, "device id \"%s\" does not form a valid topic", cfg->device_id);
+        goto fail;
+    }
+    if (c2d_path_join(a->status_path, sizeof(a->status_path), cfg->state_dir, STATUS_NAME)) {
+        fail(err, errlen, "state_dir \"%s\": path too long", cfg->state_dir);
+        goto fail;
+    }
+    a->lock_fd = lock_state_dir(cfg->state_dir, LOCK_WAIT_MS);
+    if (a->lock_fd < 0) {
+        if (a->lock_fd == -EWOULDBLOCK)
+            fail(err, errlen, "state_dir %s is in use by another c2d-agent", cfg->state_dir);
+        else
+            fail(err, errlen, "state_dir %s: cannot lock: %s", cfg->state_dir,
+                 strerror(-a->lock_fd));
+        goto fail;
+    }
+    char pid[32];
+    int n = snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+    if (ftruncate(a->lock_fd, 0) == 0)
+        (void)!pwrite(a->lock_fd, pid, (size_t)n, 0);
+
+    int rc = agent_spool_open(cfg->state_dir, (uint64_t)cfg->spool_max_bytes, &a->spool);
+    if (rc != 0) {
+        fail(err, errlen, "cannot open the spool in %s: %s", cfg->state_dir, strerror(-rc));
+        goto fail;
+    }
+
+    a->mosq = c2d_mqtt_new(&cfg->broker, cfg->device_id, 0, a, err, errlen);
+    if (!a->mosq)
+        goto fail;
+    rc = mosquitto_will_set_v5(a->mosq, a->state_topic, (int)strlen(OFFLINE_PAYLOAD),
+                               OFFLINE_PAYLOAD, 1, true, NULL);
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_reconnect_delay_set(a->mosq, RECONNECT_MIN_S, RECONNECT_MAX_S, true);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        fail(err, errlen, "MQTT set-up: %s", mosquitto_strerror(rc));
+        goto fail;
+    }
+    mosquitto_connect_v5_callback_set(a->mosq, on_connect);
+    mosquitto_disconnect_v5_callback_set(a->mosq, on_disconnect);
+    mosquitto_message_v5_callback_set(a->mosq, on_message);
+    mosquitto_publish_v5_callback_set(a->mosq, on_publish);
+
+    a->channels = calloc(cfg->n_channels, sizeof(*a->channels));
+    a->ids = calloc(cfg->n_channels, sizeof(*a->ids));
+    if (!a->channels || !a->ids) {
+        fail(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < cfg->n_channels; i++)
+        a->ids[i] = (uint16_t)cfg->channels[i].id;
+    *out = a;
+    return 0;
+fail:
+    agent_free(a);
+    return -1;
+}
+
+int agent_start(agent *a, char *err, size_t errlen)
+{
+    const agent_config *cfg = a->cfg;
+    a->started_us = c2d_mono_us();
+    a->rate_at_us = a->started_us;
+
+    agent_uploader_cfg ucfg = {
+        .spool = a->spool,
+        .channels = a->ids,
+        .n_channels = a->n_channels,
+        .keep_sent_dir = cfg->keep_sent_dir,
+        .chunk_bytes = (uint32_t)cfg->chunk_bytes,
+        .window_chunks = (uint32_t)cfg->window_chunks,
+        .rate_limit_bps = (uint64_t)cfg->rate_limit_bps,
+        .ack_timeout_us = cfg->ack_timeout_s * 1000000,
+        .publish = publish_seg,
+        .publish_ctx = a,
+        .on_event = on_upload_event,
+        .event_ctx = a,
+    };
+    agent_uploader *up = NULL;
+    int rc = agent_uploader_start(&ucfg, &up);
+    if (rc != 0)
+        return fail(err, errlen, "cannot start the uploader: %s", strerror(-rc));
+    pthread_mutex_lock(&a->up_mu);
+    a->up = up;
+    pthread_mutex_unlock(&a->up_mu);
+
+    for (size_t i = 0; i < a->n_channels; i++) {
+        const agent_channel_conf *cc = &cfg->channels[i];
+        agent_channel_cfg chc = {
+            .id = (uint16_t)cc->id,
+            .name = cc->name,
+            .source = cc->source,
+            .realtime = cc->realtime,
+            .loop = cc->loop,
+            .segment_us = cfg->segment_seconds * 1000000,
+        };
+        rc = agent_channel_start(&chc, a->spool, &a->channels[i]);
+        if (rc != 0)
+            return fail(err, errlen, "cannot start channel %u: %s", chc.id, strerror(-rc));
+    }
+
+    rc = mosquitto_connect_async(a->mosq, cfg->broker.host, (int)cfg->broker.port,
+                                 (int)cfg->broker.keepalive_s);
+    if (rc != MOSQ_ERR_SUCCESS)
+        c2d_warn("broker %s:%lld not reachable yet (%s); retrying in the background",
+                 cfg->broker.host, (long long)cfg->broker.port,
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    rc = mosquitto_loop_start(a->mosq);
+    if (rc != MOSQ_ERR_SUCCESS)
+        return fail(err, errlen, "cannot start the MQTT thread: %s", mosquitto_strerror(rc));
+    a->loop_started = 1;
+    c2d_info("started: device %s, %zu channel(s), state_dir %s", cfg->device_id, a->n_channels,
+             cfg->state_dir);
+    return 0;
+}
+
+/* Every channel has read its source to the end. */
+static int all_finished(const agent *a, const snapshot *s)
+{
+    for (size_t i = 0; i < a->n_channels; i++)
+        if (s->ch[i].state != AGENT_CH_FINISHED)
+            return 0;
+    return 1;
+}
+
+int agent_run(agent *a, int exit_when_done, volatile sig_atomic_t *stop)
+{
+    snapshot *s = malloc(sizeof(*s));
+    if (!s) {
+        c2d_err("out of memory");
+        return AGENT_EXIT_ERROR;
+    }
+    int code = AGENT_EXIT_OK;
+    a->parked_since_us = 0;
+    while (!*stop) {
+        int64_t now = c2d_mono_us();
+        take_snapshot(a, s);
+        uint64_t sig = signature(a, s);
+        int due = atomic_exchange(&a->state_due, 0) ||
+                  now - a->last_state_us >= (int64_t)AGENT_STATE_PERIOD_S * 1000000 ||
+                  (sig != a->last_sig && now - a->last_state_us >= STATE_MIN_GAP_US);
+        if (due) {
+            publish_state(a, s, now);
+            a->last_sig = sig;
+        }
+
+        if (exit_when_done && all_finished(a, s)) {
+            if (s->spool.queued_segments == 0) {
+                c2d_info("all sources finished and every segment acknowledged: done");
+                break;
+            }
+            /* Only parked segments left: they will not go up in this run. */
+            if (!s->up.busy && s->up.parked > 0 && s->spool.queued_segments <= s->up.parked) {
+                if (a->parked_since_us == 0)
+                    a->parked_since_us = now;
+                if (now - a->parked_since_us >= PARKED_SETTLE_US) {
+                    c2d_err("all sources finished but %llu segment(s) are parked (see warnings); "
+                            "they stay in the spool",
+                            (unsigned long long)s->spool.queued_segments);
+                    code = AGENT_EXIT_ERROR;
+                    break;
+                }
+            } else {
+                a->parked_since_us = 0;
+            }
+        }
+        sleep_ms(TICK_MS);
+    }
+    free(s);
+    return code;
+}
+
+void agent_free(agent *a)
+{
+    if (!a)
+        return;
+    atomic_store(&a->stopping, 1);
+    if (a->channels) {
+        for (size_t i = 0; i < a->n_channels; i++)
+            agent_channel_stop(a->channels[i]);
+        free(a->channels);
+        a->channels = NULL;
+    }
+    pthread_mutex_lock(&a->up_mu);
+    agent_uploader *up = a->up;
+    a->up = NULL;
+    pthread_mutex_unlock(&a->up_mu);
+    agent_uploader_stop(up);
+
+    if (a->loop_started) {
+        if (atomic_load(&a->connected)) {
+            int mid = -1;
+            /* A clean disconnect suppresses the last will: say it ourselves. */
+            int rc =
+                mosquitto_publish_v5(a->mosq, &mid, a->state_topic, (int)strlen(OFFLINE_PAYLOAD),
+                                     OFFLINE_PAYLOAD, 1, true, NULL);
+            if (rc == MOSQ_ERR_SUCCESS) {
+                atomic_store(&a->offline_mid, mid);
+                for (int w = 0; w < OFFLINE_WAIT_MS && !atomic_load(&a->offline_acked) &&
+                                atomic_load(&a->connected);
+                     w += 20)
+                    sleep_ms(20);
+            }
+        }
+        mosquitto_disconnect_v5(a->mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
+        mosquitto_loop_stop(a->mosq, false);
+    }
+    if (a->mosq)
+        mosquitto_destroy(a->mosq);
+    agent_spool_free(a->spool);
+    if (a->status_path[0] && a->lock_fd >= 0)
+        unlink(a->status_path);
+    if (a->lock_fd >= 0)
+        close(a->lock_fd);
+    pthread_mutex_destroy(&a->up_mu);
+    free(a->ids);
+    free(a);
+}
+
+/* ---- status command ------------------------------------------------------ */
+
+int agent_status_json(const agent_config *cfg, char **out, char *err, size_t errlen)
+{
+    int fd = lock_state_dir(cfg->state_dir, 0);
+    if (fd == -EWOULDBLOCK) {
+        char path[PATH_MAX], *text = NULL;
+        if (c2d_path_join(path, sizeof(path), cfg->state_dir, STATUS_NAME) != 0)
+            return fail(err, errlen, "state_dir %s: path too long", cfg->state_dir);
+        int rc = c2d_read_file(path, 1u << 20, &text, NULL);
+        if (rc != 0)
+            return fail(err, errlen, "an agent is running on %s but %s is not readable: %s",
+                        cfg->state_dir, path, strerror(-rc));
+        *out = text;
+        return 0;
+    }
+    if (fd < 0)
+        return fail(err, errlen, "state_dir %s: %s", cfg->state_dir, strerror(-fd));
+
+    agent_spool *sp = NULL;
+    int rc = agent_spool_open(cfg->state_dir, (uint64_t)cfg->spool_max_bytes, &sp);
+    if (rc != 0) {
+        close(fd);
+        return fail(err, errlen, "cannot open the spool in %s: %s", cfg->state_dir, strerror(-rc));
+    }
+    agent_spool_stats st;
+    agent_spool_get_stats(sp, &st);
+    cJSON *root = cJSON_CreateObject();
+    cJSON *chs = NULL;
+    if (root) {
+        cJSON_AddFalseToObject(root, "running");
+        cJSON_AddStringToObject(root, "device", cfg->device_id);
+        cJSON *s = spool_json(&st);
+        if (s)
+            cJSON_AddItemToObject(root, "spool", s);
+        chs = cJSON_AddArrayToObject(root, "channels");
+    }
+    for (size_t i = 0; chs && i < cfg->n_channels; i++) {
+        cJSON *c = cJSON_CreateObject();
+        if (!c)
+            break;
+        cJSON_AddItemToArray(chs, c);
+        add_num(c, "id", (double)cfg->channels[i].id);
+        cJSON_AddStringToObject(c, "name", cfg->channels[i].name);
+        add_channel_spool(c, sp, (uint16_t)cfg->channels[i].id);
+    }
+    char *text = root ? cJSON_Print(root) : NULL;
+    cJSON_Delete(root);
+    agent_spool_free(sp);
+    close(fd);
+    if (!text)
+        return fail(err, errlen, "out of memory");
+    *out = text;
+    return 0;
+}

@@ -1,0 +1,244 @@
+#include "agent/config.h"
+
+#include "proto/c2d_proto.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bounds of the numeric keys (docs/components.md). */
+#define SEGMENT_SECONDS_MAX 600 /* longer segments lose too much on a power cut */
+#define CHUNK_BYTES_MIN 4096
+#define CHUNK_BYTES_MAX ((int64_t)C2D_CHUNK_MAX) /* the protocol's payload limit */
+#define WINDOW_CHUNKS_MAX 256 /* 256 x 1 MiB is already far beyond the memory budget */
+#define SPOOL_MIN_BYTES (1LL << 20)
+/* Integers a JSON number carries exactly; beyond that a value is a typo. */
+#define JSON_INT_MAX (1LL << 53)
+
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+#define TF(key, type, field, req, min, max, di, ds)                                                \
+    {                                                                                              \
+        key, type, offsetof(agent_config, field), req, min, max, di, ds                            \
+    }
+static const c2d_cfg_field top_fields[] = {
+    TF("device_id", C2D_CFG_STRING, device_id, 1, 0, 0, 0, NULL),
+    TF("state_dir", C2D_CFG_STRING, state_dir, 1, 0, 0, 0, NULL),
+    {"broker", C2D_CFG_SKIP, 0, 1, 0, 0, 0, NULL},
+    TF("segment_seconds", C2D_CFG_INT, segment_seconds, 0, 1, SEGMENT_SECONDS_MAX, 10, NULL),
+    TF("chunk_bytes", C2D_CFG_INT, chunk_bytes, 0, CHUNK_BYTES_MIN, CHUNK_BYTES_MAX, 262144, NULL),
+    TF("window_chunks", C2D_CFG_INT, window_chunks, 0, 1, WINDOW_CHUNKS_MAX, 8, NULL),
+    TF("rate_limit_bps", C2D_CFG_INT, rate_limit_bps, 0, 0, JSON_INT_MAX, 0, NULL),
+    TF("spool_max_bytes", C2D_CFG_INT, spool_max_bytes, 0, SPOOL_MIN_BYTES, JSON_INT_MAX, 1LL << 30,
+       NULL),
+    TF("ack_timeout_s", C2D_CFG_INT, ack_timeout_s, 0, 1, 600, 10, NULL),
+    TF("keep_sent_dir", C2D_CFG_STRING, keep_sent_dir, 0, 0, 0, 0, ""),
+    {"channels", C2D_CFG_SKIP, 0, 1, 0, 0, 0, NULL},
+};
+#define N_TOP (sizeof(top_fields) / sizeof(top_fields[0]))
+
+#define CF(key, type, field, req, min, max, di, ds)                                                \
+    {                                                                                              \
+        key, type, offsetof(agent_channel_conf, field), req, min, max, di, ds                      \
+    }
+static const c2d_cfg_field channel_fields[] = {
+    CF("id", C2D_CFG_INT, id, 1, 0, 65535, 0, NULL),
+    CF("name", C2D_CFG_STRING, name, 0, 0, 0, 0, ""),
+    CF("source", C2D_CFG_STRING, source, 1, 0, 0, 0, NULL),
+    CF("realtime", C2D_CFG_BOOL, realtime, 0, 0, 0, 0, NULL),
+    CF("loop", C2D_CFG_BOOL, loop, 0, 0, 0, 0, NULL),
+};
+#define N_CHANNEL (sizeof(channel_fields) / sizeof(channel_fields[0]))
+
+int agent_source_is_url(const char *source)
+{
+    /* RFC 3986 scheme; two characters at least so "c:" stays a file. */
+    size_t i = 0;
+    if (!((source[0] >= 'a' && source[0] <= 'z') || (source[0] >= 'A' && source[0] <= 'Z')))
+        return 0;
+    for (i = 1; source[i] && source[i] != ':'; i++) {
+        char c = source[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '+' || c == '.' || c == '-'))
+            return 0;
+    }
+    return source[i] == ':' && i >= 2;
+}
+
+/* Replaces *p by base/ *p when *p is relative. */
+static int resolve(char **p, const char *base, const char *where, const char *key, char *err,
+                   size_t errlen)
+{
+    if (!*p || (*p)[0] == '/' || (*p)[0] == '\0')
+        return 0;
+    size_t nb = strlen(base), np = strlen(*p);
+    if (nb + 1 + np + 1 > PATH_MAX)
+        return fail(err, errlen, "%s: key \"%s\": path too long", where, key);
+    char *joined = malloc(nb + 1 + np + 1);
+    if (!joined)
+        return fail(err, errlen, "%s: out of memory", where);
+    memcpy(joined, base, nb);
+    joined[nb] = '/';
+    memcpy(joined + nb + 1, *p, np + 1);
+    free(*p);
+    *p = joined;
+    return 0;
+}
+
+static void free_channels(agent_channel_conf *chs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        c2d_cfg_free_strings(channel_fields, N_CHANNEL, &chs[i]);
+    free(chs);
+}
+
+static int load_channels(const cJSON *arr, const char *path, const char *base, agent_config *c,
+                         char *err, size_t errlen)
+{
+    if (!arr)
+        return fail(err, errlen, "%s: missing required key \"channels\"", path);
+    if (!cJSON_IsArray(arr))
+        return fail(err, errlen, "%s: key \"channels\" must be an array", path);
+    int n = cJSON_GetArraySize(arr);
+    if (n < 1 || n > AGENT_CHANNELS_MAX)
+        return fail(err, errlen, "%s: key \"channels\" has %d entries, allowed 1..%d", path, n,
+                    AGENT_CHANNELS_MAX);
+    c->channels = calloc((size_t)n, sizeof(*c->channels));
+    if (!c->channels)
+        return fail(err, errlen, "%s: out of memory", path);
+    int i = 0;
+    const cJSON *it;
+    cJSON_ArrayForEach(it, arr)
+    {
+        char where[PATH_MAX + 32];
+        snprintf(where, sizeof(where), "%s: channels[%d]", path, i);
+        agent_channel_conf *ch = &c->channels[i];
+        c->n_channels = (size_t)i + 1; /* so a failure frees this entry's strings */
+        if (c2d_cfg_apply(it, where, channel_fields, N_CHANNEL, ch, err, errlen) != 0)
+            return -1;
+        if (ch->source[0] == '\0')
+            return fail(err, errlen, "%s: key \"source\" must not be empty", where);
+        for (int j = 0; j < i; j++)
+            if (c->channels[j].id == ch->id)
+                return fail(err, errlen, "%s: key \"id\" %lld is already used by channels[%d]",
+                            where, (long long)ch->id, j);
+        if (!agent_source_is_url(ch->source) &&
+            resolve(&ch->source, base, where, "source", err, errlen) != 0)
+            return -1;
+        i++;
+    }
+    return 0;
+}
+
+static int empty(const char *s)
+{
+    return !s || s[0] == '\0';
+}
+
+int agent_config_load(const char *path, agent_config *out, char *err, size_t errlen)
+{
+    agent_config c;
+    memset(&c, 0, sizeof(c));
+    cJSON *root = c2d_cfg_parse_file(path, err, errlen);
+    if (!root)
+        return -1;
+
+    /* The directory relative paths are taken from, made absolute. */
+    char dirbuf[PATH_MAX], base[PATH_MAX];
+    snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+    if (!realpath(dirname(dirbuf), base)) {
+        fail(err, errlen, "%s: cannot resolve its directory: %s", path, strerror(errno));
+        goto fail;
+    }
+
+    if (c2d_cfg_apply(root, path, top_fields, N_TOP, &c, err, errlen) != 0)
+        goto fail;
+    if (!c2d_device_id_valid(c.device_id)) {
+        fail(err, errlen,
+             "%s: key \"device_id\" must be 1..%d characters of [A-Za-z0-9_.-], not starting "
+             "with '.' or '-'",
+             path, C2D_DEVICE_ID_MAX);
+        goto fail;
+    }
+    if (empty(c.state_dir)) {
+        fail(err, errlen, "%s: key \"state_dir\" must not be empty", path);
+        goto fail;
+    }
+    if (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path, &c.broker, err,
+                            errlen) != 0)
+        goto fail;
+    static const struct {
+        const char *key;
+        size_t off;
+    } broker_paths[] = {
+        {"ca_file", offsetof(c2d_broker_cfg, ca_file)},
+        {"cert_file", offsetof(c2d_broker_cfg, cert_file)},
+        {"key_file", offsetof(c2d_broker_cfg, key_file)},
+    };
+    char where[PATH_MAX + 16];
+    snprintf(where, sizeof(where), "%s: broker", path);
+    if (empty(c.broker.host)) {
+        fail(err, errlen, "%s: key \"host\" must not be empty", where);
+        goto fail;
+    }
+    for (size_t i = 0; i < sizeof(broker_paths) / sizeof(broker_paths[0]); i++) {
+        char **p = (char **)((char *)&c.broker + broker_paths[i].off);
+        if (empty(*p)) {
+            fail(err, errlen, "%s: key \"%s\" must not be empty", where, broker_paths[i].key);
+            goto fail;
+        }
+        if (resolve(p, base, where, broker_paths[i].key, err, errlen) != 0)
+            goto fail;
+    }
+    if (empty(c.broker.client_id)) {
+        free(c.broker.client_id);
+        c.broker.client_id = strdup(c.device_id);
+        if (!c.broker.client_id) {
+            fail(err, errlen, "%s: out of memory", path);
+            goto fail;
+        }
+    }
+    if (resolve(&c.state_dir, base, path, "state_dir", err, errlen) != 0)
+        goto fail;
+    if (empty(c.keep_sent_dir)) {
+        free(c.keep_sent_dir);
+        c.keep_sent_dir = NULL;
+    } else if (resolve(&c.keep_sent_dir, base, path, "keep_sent_dir", err, errlen) != 0) {
+        goto fail;
+    }
+    if (load_channels(cJSON_GetObjectItemCaseSensitive(root, "channels"), path, base, &c, err,
+                      errlen) != 0)
+        goto fail;
+
+    cJSON_Delete(root);
+    *out = c;
+    return 0;
+fail:
+    cJSON_Delete(root);
+    agent_config_free(&c);
+    return -1;
+}
+
+void agent_config_free(agent_config *cfg)
+{
+    if (!cfg)
+        return;
+    c2d_cfg_free_strings(top_fields, N_TOP, cfg);
+    c2d_broker_cfg_free(&cfg->broker);
+    free_channels(cfg->channels, cfg->n_channels);
+    cfg->channels = NULL;
+    cfg->n_channels = 0;
+}

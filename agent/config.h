@@ -1,0 +1,56 @@
+/* c2d-agent configuration: one JSON file, loaded by a table of keys (see
+ * common/c2d_config.h and docs/components.md). Unknown keys are errors and
+ * every error names the file and the key.
+ *
+ * Relative paths (broker certificates, state_dir, keep_sent_dir, and
+ * channel sources that are not URLs) are resolved against the directory of
+ * the configuration file, so the agent behaves the same whatever its
+ * working directory (an init script runs it from /). */
+#ifndef AGENT_CONFIG_H
+#define AGENT_CONFIG_H
+
+#include "common/c2d_config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A recorder has at most this many camera channels; the state message and
+ * the uploader's per-channel tables are sized by it. */
+#define AGENT_CHANNELS_MAX 64
+
+typedef struct {
+    int64_t id; /* 0..65535, unique */
+    char *name; /* "" if not given */
+    char *source;
+    int realtime;
+    int loop;
+} agent_channel_conf;
+
+typedef struct {
+    char *device_id;
+    char *state_dir;
+    c2d_broker_cfg broker; /* client_id defaults to device_id */
+    int64_t segment_seconds;
+    int64_t chunk_bytes;
+    int64_t window_chunks;
+    int64_t rate_limit_bps;
+    int64_t spool_max_bytes;
+    int64_t ack_timeout_s;
+    char *keep_sent_dir; /* NULL when not set or "" */
+    agent_channel_conf *channels;
+    size_t n_channels;
+} agent_config;
+
+/* Loads and validates path into *out (written only on success). Returns 0,
+ * or -1 with err filled ("FILE: KEY: why"). Call agent_config_free on
+ * success only. */
+int agent_config_load(const char *path, agent_config *out, char *err, size_t errlen);
+
+/* Frees everything a successful load allocated. NULL is a no-op. */
+void agent_config_free(agent_config *cfg);
+
+/* 1 if source is a URL ("scheme:..."), which is passed to libavformat as is
+ * and never resolved against the configuration directory. */
+int agent_source_is_url(const char *source);
+
+#endif

@@ -1,0 +1,838 @@
+#include "agent/uploader.h"
+
+#include "agent/upload_sched.h"
+#include "common/c2d_hash.h"
+#include "common/c2d_time.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+/* An idle lane looks at the spool this often: segments are seconds long,
+ * so a quarter second adds little latency and costs one LMDB read. */
+#define IDLE_POLL_US 250000
+/* After a local error (spool, file) a lane waits this long before trying
+ * again, so a persistent fault does not spin. */
+#define ERROR_RETRY_US 5000000
+/* A failed publish (usually a connection lost a moment ago) is retried
+ * after this delay, or on the next connect. */
+#define PUBLISH_RETRY_US 1000000
+/* Begins re-sent (after timeouts or malformed-message rejections) without
+ * any answer before the lane starts backing off. */
+#define BEGIN_FAST_TRIES 3
+/* Upper bound of every backoff, seconds. */
+#define BACKOFF_MAX_S 60
+/* The thread wakes at least this often even with nothing to do. */
+#define WAIT_MAX_US 1000000
+/* Ack queue slots beyond window + lanes: room for stale and duplicate acks
+ * after a reconnect. */
+#define ACK_QUEUE_SLACK 64
+
+typedef enum {
+    REACT_PARK,    /* keep in the spool, report, move to the next segment */
+    REACT_REBEGIN, /* send begin again, continue from its answer */
+    REACT_RESUME,  /* continue from the ack's offset */
+    REACT_REHASH,  /* check own file, then drop it or start over */
+    REACT_LATER,   /* back off, then send begin again */
+} reaction;
+
+/* proto/README.md, "Rejection reasons". Unknown reasons back off. */
+static const struct {
+    const char *reason;
+    reaction react;
+} reactions[] = {
+    {"unsupported_version", REACT_PARK},
+    {"bad_channel", REACT_PARK},
+    {"too_large", REACT_PARK},
+    {"conflict", REACT_PARK},
+    {"bad_json", REACT_REBEGIN},
+    {"bad_field", REACT_REBEGIN},
+    {"out_of_range", REACT_REBEGIN},
+    {"unknown_type", REACT_REBEGIN},
+    {"bad_length", REACT_REBEGIN},
+    {"truncated", REACT_REBEGIN},
+    {"bad_magic", REACT_REBEGIN},
+    {"unknown_segment", REACT_REBEGIN},
+    {"oversize", REACT_REBEGIN},
+    {"bad_crc", REACT_RESUME},
+    {"gap", REACT_RESUME},
+    {"overlap", REACT_RESUME},
+    {"size_mismatch", REACT_RESUME},
+    {"hash_mismatch", REACT_REHASH},
+    {"storage", REACT_LATER},
+};
+
+typedef struct {
+    uint16_t ch;
+    agent_lane_phase phase;
+    agent_segment seg; /* valid unless phase == IDLE */
+    int fd;
+    uint64_t sent, confirmed;
+    int rewound; /* rewound to rewound_to and no progress since */
+    uint64_t rewound_to;
+    int64_t last_ack_us;  /* last ack, or when the lane started waiting for one */
+    int64_t retry_at_us;  /* BACKOFF: when to send begin again */
+    int64_t next_poll_us; /* IDLE: when to look at the spool again */
+    unsigned begin_tries; /* begins without an answer */
+    unsigned storage_tries;
+    unsigned hash_tries;
+    int64_t parked[AGENT_UPLOADER_PARK_MAX];
+    size_t n_parked;
+    int64_t park_floor; /* every segment up to this start is parked */
+    agent_lane_status st;
+} lane;
+
+struct agent_uploader {
+    agent_uploader_cfg cfg;
+    char *keep_dir;
+    lane *lanes;
+    size_t n;
+    uint8_t *buf; /* one frame: header + chunk_bytes */
+    agent_bucket bucket;
+    unsigned cursor;
+    int connected; /* the uploader thread's view */
+    uint64_t bytes_sent, bytes_committed, n_committed, n_duplicate, n_rejections, n_stale;
+
+    pthread_t thread;
+    pthread_mutex_t mu; /* guards everything below, up to smu */
+    pthread_cond_t cv;
+    int stop;
+    c2d_msg *q;
+    size_t qcap, qhead, qlen;
+    int conn_flag;
+    unsigned conn_gen;
+    uint64_t acks_dropped, acks_invalid;
+
+    pthread_mutex_t smu; /* guards the snapshot */
+    agent_uploader_status snap;
+    agent_lane_status *snap_lanes;
+};
+
+const char *agent_lane_phase_name(agent_lane_phase p)
+{
+    switch (p) {
+    case AGENT_LANE_IDLE:
+        return "idle";
+    case AGENT_LANE_BEGIN:
+        return "begin";
+    case AGENT_LANE_SENDING:
+        return "sending";
+    case AGENT_LANE_END:
+        return "end";
+    case AGENT_LANE_BACKOFF:
+        return "backoff";
+    }
+    return "unknown";
+}
+
+static void emit(agent_uploader *up, const lane *l, agent_upload_event_type type, uint64_t offset,
+                 const char *reason, const char *action, int err)
+{
+    if (!up->cfg.on_event)
+        return;
+    agent_upload_event ev = {
+        .type = type,
+        .channel = l->ch,
+        .start_us = l->seg.start_us,
+        .size = l->seg.size,
+        .offset = offset,
+        .reason = reason ? reason : "",
+        .action = action ? action : "",
+        .err = err,
+    };
+    up->cfg.on_event(up->cfg.event_ctx, &ev);
+}
+
+static void set_reason(lane *l, const char *reason)
+{
+    size_t n = strlen(reason);
+    if (n >= sizeof(l->st.last_reason))
+        n = sizeof(l->st.last_reason) - 1;
+    memcpy(l->st.last_reason, reason, n);
+    l->st.last_reason[n] = '\0';
+}
+
+static void go_idle(lane *l, int64_t next_poll_us)
+{
+    if (l->fd >= 0)
+        close(l->fd);
+    l->fd = -1;
+    l->phase = AGENT_LANE_IDLE;
+    memset(&l->seg, 0, sizeof(l->seg));
+    l->sent = l->confirmed = 0;
+    l->next_poll_us = next_poll_us;
+}
+
+static void backoff(lane *l, int64_t delay_us, int64_t now)
+{
+    l->phase = AGENT_LANE_BACKOFF;
+    l->retry_at_us = now + delay_us;
+}
+
+static int is_parked(const lane *l, int64_t start)
+{
+    if (start <= l->park_floor)
+        return 1;
+    for (size_t i = 0; i < l->n_parked; i++)
+        if (l->parked[i] == start)
+            return 1;
+    return 0;
+}
+
+static void park(agent_uploader *up, lane *l, const char *reason, int64_t now)
+{
+    if (l->n_parked < AGENT_UPLOADER_PARK_MAX) {
+        l->parked[l->n_parked++] = l->seg.start_us;
+    } else if (l->seg.start_us > l->park_floor) {
+        l->park_floor = l->seg.start_us;
+    }
+    l->st.parked++;
+    set_reason(l, reason);
+    emit(up, l, AGENT_UP_PARKED, l->confirmed, reason, "kept in the spool, skipped", 0);
+    go_idle(l, now);
+}
+
+static void drop_corrupt(agent_uploader *up, lane *l, const char *why, int64_t now)
+{
+    int rc = agent_spool_remove(up->cfg.spool, l->ch, l->seg.start_us, NULL);
+    if (rc != 0 && rc != -ENOENT) {
+        emit(up, l, AGENT_UP_ERROR, 0, "cannot remove corrupt segment", "retry later", rc);
+        go_idle(l, now + ERROR_RETRY_US);
+        return;
+    }
+    l->st.dropped++;
+    emit(up, l, AGENT_UP_DROPPED, 0, why, "removed from the spool", 0);
+    go_idle(l, now);
+}
+
+static int publish(agent_uploader *up, const void *buf, size_t len)
+{
+    return up->cfg.publish(up->cfg.publish_ctx, buf, len);
+}
+
+/* Sends a control message; on failure the lane backs off briefly. */
+static int send_control(agent_uploader *up, lane *l, c2d_msg_type type, int64_t now)
+{
+    c2d_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = type;
+    m.version = C2D_PROTO_VERSION;
+    m.channel = l->ch;
+    m.start_us = l->seg.start_us;
+    if (type == C2D_MSG_BEGIN) {
+        m.duration_us = l->seg.duration_us;
+        m.size = l->seg.size;
+        memcpy(m.sha256, l->seg.sha256, sizeof(m.sha256));
+    }
+    char *json = c2d_msg_encode(&m);
+    int rc = json ? publish(up, json, strlen(json)) : -1;
+    free(json);
+    if (rc != 0) {
+        backoff(l, PUBLISH_RETRY_US, now);
+        return -1;
+    }
+    l->last_ack_us = now;
+    return 0;
+}
+
+static void do_begin(agent_uploader *up, lane *l, int64_t now)
+{
+    l->rewound = 0;
+    if (send_control(up, l, C2D_MSG_BEGIN, now) == 0)
+        l->phase = AGENT_LANE_BEGIN;
+}
+
+static void do_end(agent_uploader *up, lane *l, int64_t now)
+{
+    if (send_control(up, l, C2D_MSG_END, now) == 0)
+        l->phase = AGENT_LANE_END;
+}
+
+/* Sends begin again after something went wrong; backs off once begins have
+ * gone unanswered several times in a row. */
+static void retry_begin(agent_uploader *up, lane *l, int64_t now)
+{
+    l->begin_tries++;
+    if (l->begin_tries > BEGIN_FAST_TRIES) {
+        backoff(l, agent_backoff_us(l->begin_tries - BEGIN_FAST_TRIES, BACKOFF_MAX_S), now);
+        return;
+    }
+    do_begin(up, l, now);
+}
+
+static ssize_t pread_full(int fd, uint8_t *buf, size_t len, uint64_t off)
+{
+    size_t got = 0;
+    while (got < len) {
+        ssize_t r = pread(fd, buf + got, len - got, (off_t)(off + got));
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -errno;
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    return (ssize_t)got;
+}
+
+/* 1 if the lane's file still has the size and SHA-256 it was queued with,
+ * 0 if not, -errno if it cannot be read. Uses the send buffer. */
+static int file_intact(agent_uploader *up, lane *l)
+{
+    struct stat st;
+    if (fstat(l->fd, &st) != 0)
+        return -errno;
+    if ((uint64_t)st.st_size != l->seg.size)
+        return 0;
+    c2d_sha256 h;
+    c2d_sha256_init(&h);
+    uint64_t off = 0;
+    while (off < l->seg.size) {
+        uint64_t left = l->seg.size - off;
+        size_t want = left < up->cfg.chunk_bytes ? (size_t)left : up->cfg.chunk_bytes;
+        ssize_t r = pread_full(l->fd, up->buf, want, off);
+        if (r < 0 || (size_t)r != want) {
+            c2d_sha256_discard(&h);
+            return r < 0 ? (int)r : 0;
+        }
+        c2d_sha256_update(&h, up->buf, want);
+        off += want;
+    }
+    char hex[65];
+    c2d_sha256_final_hex(&h, hex);
+    return strcmp(hex, l->seg.sha256) == 0;
+}
+
+/* Takes the channel's oldest queued segment that is not parked. */
+static void activate(agent_uploader *up, lane *l, int64_t now)
+{
+    agent_segment seg;
+    int64_t after = l->park_floor;
+    int rc;
+    for (;;) {
+        rc = agent_spool_next(up->cfg.spool, l->ch, after, &seg);
+        if (rc != 0 || !is_parked(l, seg.start_us))
+            break;
+        after = seg.start_us;
+    }
+    if (rc == -ENOENT) {
+        l->next_poll_us = now + IDLE_POLL_US;
+        return;
+    }
+    if (rc != 0) {
+        emit(up, l, AGENT_UP_ERROR, 0, "spool read failed", "retry later", rc);
+        l->next_poll_us = now + ERROR_RETRY_US;
+        return;
+    }
+    l->seg = seg;
+    char path[4096];
+    rc = agent_spool_path(up->cfg.spool, l->ch, seg.start_us, path, sizeof(path));
+    int fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    if (rc == 0 && fd < 0)
+        rc = -errno;
+    if (rc == -ENOENT) {
+        /* Evicted between the two reads; the next poll sees the new head. */
+        go_idle(l, now + IDLE_POLL_US);
+        return;
+    }
+    if (rc != 0) {
+        emit(up, l, AGENT_UP_ERROR, 0, "cannot open segment file", "park", rc);
+        park(up, l, "io_error", now);
+        return;
+    }
+    l->fd = fd;
+    l->sent = l->confirmed = 0;
+    l->begin_tries = l->storage_tries = l->hash_tries = 0;
+    struct stat st;
+    if (fstat(fd, &st) != 0 || (uint64_t)st.st_size != seg.size) {
+        drop_corrupt(up, l, "file size differs from the queued size", now);
+        return;
+    }
+    do_begin(up, l, now);
+}
+
+static void send_chunk(agent_uploader *up, lane *l, int64_t now)
+{
+    uint64_t left = l->seg.size - l->sent;
+    uint32_t len = left < up->cfg.chunk_bytes ? (uint32_t)left : up->cfg.chunk_bytes;
+    uint8_t *payload = up->buf + C2D_CHUNK_HEADER_LEN;
+    ssize_t r = pread_full(l->fd, payload, len, l->sent);
+    if (r < 0) {
+        emit(up, l, AGENT_UP_ERROR, l->sent, "segment read failed", "park", (int)r);
+        park(up, l, "io_error", now);
+        return;
+    }
+    if ((size_t)r != len) {
+        drop_corrupt(up, l, "file shorter than its queued size", now);
+        return;
+    }
+    c2d_chunk_header_encode(up->buf, l->ch, l->seg.start_us, l->sent, payload, len);
+    if (publish(up, up->buf, C2D_CHUNK_HEADER_LEN + (size_t)len) != 0) {
+        backoff(l, PUBLISH_RETRY_US, now);
+        return;
+    }
+    if (l->sent == l->confirmed)
+        l->last_ack_us = now; /* the ack timeout runs from the first unconfirmed chunk */
+    l->sent += len;
+    up->bytes_sent += len;
+    if (l->sent == l->seg.size)
+        do_end(up, l, now);
+}
+
+static void finish(agent_uploader *up, lane *l, int duplicate, int64_t now)
+{
+    int rc = agent_spool_remove(up->cfg.spool, l->ch, l->seg.start_us, up->keep_dir);
+    if (rc != 0 && rc != -ENOENT) {
+        emit(up, l, AGENT_UP_ERROR, 0, "cannot remove acknowledged segment", "retry later", rc);
+        go_idle(l, now + ERROR_RETRY_US);
+        return;
+    }
+    l->st.committed++;
+    up->bytes_committed += l->seg.size;
+    if (duplicate)
+        up->n_duplicate++;
+    else
+        up->n_committed++;
+    emit(up, l, duplicate ? AGENT_UP_DUPLICATE : AGENT_UP_COMMITTED, l->seg.size, "", "", 0);
+    go_idle(l, now);
+}
+
+static int active(const lane *l)
+{
+    return l->phase != AGENT_LANE_IDLE;
+}
+
+static void handle_rejection(agent_uploader *up, lane *l, const c2d_msg *m, int64_t now)
+{
+    reaction react = REACT_LATER;
+    for (size_t i = 0; i < sizeof(reactions) / sizeof(reactions[0]); i++)
+        if (strcmp(reactions[i].reason, m->reason) == 0)
+            react = reactions[i].react;
+    const char *reason = m->reason[0] ? m->reason : "unspecified";
+    uint64_t off = m->offset < l->seg.size ? m->offset : l->seg.size;
+    l->st.rejections++;
+    up->n_rejections++;
+    set_reason(l, reason);
+
+    switch (react) {
+    case REACT_PARK:
+        emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "park", 0);
+        park(up, l, reason, now);
+        return;
+    case REACT_REBEGIN:
+        /* While a begin is outstanding these are echoes of chunks sent
+         * before it; its answer (or the timeout) decides. */
+        if (l->phase == AGENT_LANE_BEGIN || l->phase == AGENT_LANE_BACKOFF) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "ignored (begin outstanding)", 0);
+            return;
+        }
+        emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "resend begin", 0);
+        retry_begin(up, l, now);
+        return;
+    case REACT_RESUME:
+        if (l->phase != AGENT_LANE_SENDING && l->phase != AGENT_LANE_END) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "ignored (begin outstanding)", 0);
+            return;
+        }
+        /* Every chunk in flight behind a lost one is refused with the same
+         * offset: rewind once per offset, not once per refusal. */
+        if (l->rewound && off == l->rewound_to) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "ignored (already resumed)", 0);
+            return;
+        }
+        emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "resume from offset", 0);
+        l->rewound = 1;
+        l->rewound_to = off;
+        l->sent = l->confirmed = off;
+        l->phase = AGENT_LANE_SENDING;
+        if (l->sent == l->seg.size)
+            do_end(up, l, now);
+        return;
+    case REACT_REHASH: {
+        if (l->phase == AGENT_LANE_BACKOFF) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "ignored (backing off)", 0);
+            return;
+        }
+        int ok = file_intact(up, l);
+        if (ok < 0) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "park (file unreadable)", 0);
+            park(up, l, "io_error", now);
+        } else if (ok == 0) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "drop (own file corrupt)", 0);
+            drop_corrupt(up, l, "file does not match its SHA-256", now);
+        } else if (++l->hash_tries > AGENT_UPLOADER_HASH_RETRIES) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "park (retries exhausted)", 0);
+            park(up, l, reason, now);
+        } else {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "file intact, send again", 0);
+            l->begin_tries = 0;
+            do_begin(up, l, now);
+        }
+        return;
+    }
+    case REACT_LATER:
+        if (l->phase == AGENT_LANE_BACKOFF) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "ignored (backing off)", 0);
+            return;
+        }
+        l->storage_tries++;
+        emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "retry after backoff", 0);
+        backoff(l, agent_backoff_us(l->storage_tries, BACKOFF_MAX_S), now);
+        return;
+    }
+}
+
+static lane *find_lane(agent_uploader *up, uint16_t ch)
+{
+    for (size_t i = 0; i < up->n; i++)
+        if (up->lanes[i].ch == ch)
+            return &up->lanes[i];
+    return NULL;
+}
+
+static void handle_ack(agent_uploader *up, const c2d_msg *m, int64_t now)
+{
+    lane *l = find_lane(up, m->channel);
+    if (!l || !active(l) || l->seg.start_us != m->start_us) {
+        up->n_stale++;
+        if (l && m->status == C2D_ACK_REJECTED) {
+            lane tmp = *l;
+            tmp.seg.start_us = m->start_us;
+            tmp.seg.size = 0;
+            emit(up, &tmp, AGENT_UP_REJECTED, m->offset, m->reason,
+                 "ignored (not the active segment)", 0);
+        }
+        return;
+    }
+    l->last_ack_us = now;
+    uint64_t off = m->offset < l->seg.size ? m->offset : l->seg.size;
+    switch (m->status) {
+    case C2D_ACK_OFFSET:
+        if (l->phase == AGENT_LANE_BEGIN) {
+            l->begin_tries = 0;
+            l->sent = l->confirmed = off;
+            l->phase = AGENT_LANE_SENDING;
+            if (off > 0)
+                emit(up, l, AGENT_UP_RESUMED, off, "", "", 0);
+            if (l->sent == l->seg.size)
+                do_end(up, l, now);
+        } else if (l->phase == AGENT_LANE_SENDING) {
+            if (off > l->confirmed)
+                l->rewound = 0;
+            l->confirmed = off;
+            if (l->sent < off)
+                l->sent = off;
+            if (l->sent == l->seg.size)
+                do_end(up, l, now);
+        }
+        /* END, BACKOFF: an offset for chunks already accounted for. */
+        break;
+    case C2D_ACK_COMMITTED:
+    case C2D_ACK_DUPLICATE:
+        l->confirmed = l->seg.size;
+        finish(up, l, m->status == C2D_ACK_DUPLICATE, now);
+        break;
+    case C2D_ACK_REJECTED:
+        handle_rejection(up, l, m, now);
+        break;
+    }
+}
+
+static void on_connection(agent_uploader *up, int connected, int64_t now)
+{
+    up->connected = connected;
+    if (!connected)
+        return;
+    /* The controller may have lost what was in flight, or more: ask it. */
+    for (size_t i = 0; i < up->n; i++) {
+        lane *l = &up->lanes[i];
+        if (l->phase == AGENT_LANE_BEGIN || l->phase == AGENT_LANE_SENDING ||
+            l->phase == AGENT_LANE_END) {
+            l->begin_tries = 0;
+            do_begin(up, l, now);
+        }
+    }
+}
+
+static int awaiting(const lane *l)
+{
+    return l->phase == AGENT_LANE_BEGIN || l->phase == AGENT_LANE_END ||
+           (l->phase == AGENT_LANE_SENDING && l->sent > l->confirmed);
+}
+
+static void min_wake(int64_t *wake, int64_t t)
+{
+    if (t < *wake)
+        *wake = t;
+}
+
+static void work(agent_uploader *up, int64_t now, int64_t *wake)
+{
+    if (!up->connected)
+        return;
+    for (size_t i = 0; i < up->n; i++) {
+        lane *l = &up->lanes[i];
+        if (l->phase == AGENT_LANE_IDLE && now >= l->next_poll_us)
+            activate(up, l, now);
+        else if (l->phase == AGENT_LANE_BACKOFF && now >= l->retry_at_us)
+            do_begin(up, l, now);
+        else if (awaiting(l) && now - l->last_ack_us >= up->cfg.ack_timeout_us) {
+            emit(up, l, AGENT_UP_TIMEOUT, l->confirmed, "no ack", "resend begin", 0);
+            retry_begin(up, l, now);
+        }
+    }
+
+    agent_sched_lane sl[AGENT_UPLOADER_LANES_MAX];
+    for (;;) {
+        for (size_t i = 0; i < up->n; i++) {
+            const lane *l = &up->lanes[i];
+            sl[i].ready = l->phase == AGENT_LANE_SENDING && l->sent < l->seg.size;
+            sl[i].in_flight =
+                l->phase == AGENT_LANE_SENDING
+                    ? agent_sched_in_flight(l->confirmed, l->sent, up->cfg.chunk_bytes)
+                    : 0;
+        }
+        unsigned saved = up->cursor;
+        int idx = agent_sched_pick(&up->cursor, sl, up->n, up->cfg.window_chunks);
+        if (idx < 0)
+            break;
+        lane *l = &up->lanes[idx];
+        uint64_t left = l->seg.size - l->sent;
+        uint64_t frame =
+            C2D_CHUNK_HEADER_LEN + (left < up->cfg.chunk_bytes ? left : up->cfg.chunk_bytes);
+        int64_t wait = agent_bucket_wait(&up->bucket, frame, now);
+        if (wait > 0) {
+            up->cursor = saved; /* the same lane goes first when tokens come */
+            min_wake(wake, now + wait);
+            break;
+        }
+        agent_bucket_take(&up->bucket, frame, now);
+        send_chunk(up, l, now);
+        now = c2d_mono_us();
+    }
+
+    for (size_t i = 0; i < up->n; i++) {
+        const lane *l = &up->lanes[i];
+        if (l->phase == AGENT_LANE_IDLE)
+            min_wake(wake, l->next_poll_us);
+        else if (l->phase == AGENT_LANE_BACKOFF)
+            min_wake(wake, l->retry_at_us);
+        else if (awaiting(l))
+            min_wake(wake, l->last_ack_us + up->cfg.ack_timeout_us);
+    }
+}
+
+static void snapshot(agent_uploader *up)
+{
+    pthread_mutex_lock(&up->smu);
+    agent_uploader_status *s = &up->snap;
+    s->connected = up->connected;
+    s->bytes_sent = up->bytes_sent;
+    s->bytes_committed = up->bytes_committed;
+    s->segments_committed = up->n_committed;
+    s->segments_duplicate = up->n_duplicate;
+    s->rejections = up->n_rejections;
+    s->acks_stale = up->n_stale;
+    s->parked = 0;
+    s->busy = 0;
+    for (size_t i = 0; i < up->n; i++) {
+        lane *l = &up->lanes[i];
+        l->st.channel = l->ch;
+        l->st.phase = l->phase;
+        l->st.start_us = l->seg.start_us;
+        l->st.size = l->seg.size;
+        l->st.sent = l->sent;
+        l->st.confirmed = l->confirmed;
+        up->snap_lanes[i] = l->st;
+        s->parked += l->st.parked; /* parked segments stay queued until the next start */
+        s->busy |= l->phase != AGENT_LANE_IDLE;
+    }
+    pthread_mutex_unlock(&up->smu);
+}
+
+static void *run(void *arg)
+{
+    agent_uploader *up = arg;
+    unsigned seen_gen = 0;
+    pthread_mutex_lock(&up->mu);
+    while (!up->stop) {
+        if (up->qlen > 0) {
+            c2d_msg m = up->q[up->qhead];
+            up->qhead = (up->qhead + 1) % up->qcap;
+            up->qlen--;
+            pthread_mutex_unlock(&up->mu);
+            handle_ack(up, &m, c2d_mono_us());
+            pthread_mutex_lock(&up->mu);
+            continue;
+        }
+        if (up->conn_gen != seen_gen) {
+            seen_gen = up->conn_gen;
+            int c = up->conn_flag;
+            pthread_mutex_unlock(&up->mu);
+            on_connection(up, c, c2d_mono_us());
+            pthread_mutex_lock(&up->mu);
+            continue;
+        }
+        pthread_mutex_unlock(&up->mu);
+
+        int64_t now = c2d_mono_us();
+        int64_t wake = now + WAIT_MAX_US;
+        work(up, now, &wake);
+        snapshot(up);
+
+        pthread_mutex_lock(&up->mu);
+        if (!up->stop && up->qlen == 0 && up->conn_gen == seen_gen) {
+            int64_t delay = wake - c2d_mono_us();
+            if (delay > 0) {
+                struct timespec ts;
+                clock_gettime(CLOCK_MONOTONIC, &ts);
+                int64_t ns = (int64_t)ts.tv_nsec + (delay % 1000000) * 1000;
+                ts.tv_sec += (time_t)(delay / 1000000 + ns / 1000000000);
+                ts.tv_nsec = (long)(ns % 1000000000);
+                pthread_cond_timedwait(&up->cv, &up->mu, &ts);
+            }
+        }
+    }
+    pthread_mutex_unlock(&up->mu);
+    return NULL;
+}
+
+static void destroy(agent_uploader *up)
+{
+    if (up->lanes)
+        for (size_t i = 0; i < up->n; i++)
+            if (up->lanes[i].fd >= 0)
+                close(up->lanes[i].fd);
+    free(up->lanes);
+    free(up->snap_lanes);
+    free(up->q);
+    free(up->buf);
+    free(up->keep_dir);
+    free(up);
+}
+
+int agent_uploader_start(const agent_uploader_cfg *cfg, agent_uploader **out)
+{
+    if (!cfg->spool || !cfg->publish || cfg->n_channels == 0 ||
+        cfg->n_channels > AGENT_UPLOADER_LANES_MAX || cfg->chunk_bytes == 0 ||
+        cfg->chunk_bytes > C2D_CHUNK_MAX || cfg->window_chunks == 0 || cfg->ack_timeout_us <= 0)
+        return -EINVAL;
+    agent_uploader *up = calloc(1, sizeof(*up));
+    if (!up)
+        return -ENOMEM;
+    up->cfg = *cfg;
+    up->n = cfg->n_channels;
+    up->qcap = cfg->window_chunks + 4 * cfg->n_channels + ACK_QUEUE_SLACK;
+    up->lanes = calloc(up->n, sizeof(*up->lanes));
+    up->snap_lanes = calloc(up->n, sizeof(*up->snap_lanes));
+    up->q = calloc(up->qcap, sizeof(*up->q));
+    up->buf = malloc(C2D_CHUNK_HEADER_LEN + (size_t)cfg->chunk_bytes);
+    if (cfg->keep_sent_dir && cfg->keep_sent_dir[0])
+        up->keep_dir = strdup(cfg->keep_sent_dir);
+    if (!up->lanes || !up->snap_lanes || !up->q || !up->buf ||
+        (cfg->keep_sent_dir && cfg->keep_sent_dir[0] && !up->keep_dir)) {
+        destroy(up);
+        return -ENOMEM;
+    }
+    up->cfg.keep_sent_dir = up->keep_dir;
+    up->cfg.channels = NULL; /* not kept: the lanes hold the ids */
+    int64_t now = c2d_mono_us();
+    for (size_t i = 0; i < up->n; i++) {
+        lane *l = &up->lanes[i];
+        l->ch = cfg->channels[i];
+        l->fd = -1;
+        l->phase = AGENT_LANE_IDLE;
+        l->park_floor = INT64_MIN;
+        l->next_poll_us = now;
+    }
+    agent_bucket_init(&up->bucket, cfg->rate_limit_bps,
+                      C2D_CHUNK_HEADER_LEN + (uint64_t)cfg->chunk_bytes, now);
+    snapshot(up);
+
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&up->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&up->mu, NULL);
+    pthread_mutex_init(&up->smu, NULL);
+    int rc = pthread_create(&up->thread, NULL, run, up);
+    if (rc != 0) {
+        pthread_cond_destroy(&up->cv);
+        pthread_mutex_destroy(&up->mu);
+        pthread_mutex_destroy(&up->smu);
+        destroy(up);
+        return -rc;
+    }
+    *out = up;
+    return 0;
+}
+
+void agent_uploader_stop(agent_uploader *up)
+{
+    if (!up)
+        return;
+    pthread_mutex_lock(&up->mu);
+    up->stop = 1;
+    pthread_cond_signal(&up->cv);
+    pthread_mutex_unlock(&up->mu);
+    pthread_join(up->thread, NULL);
+    pthread_cond_destroy(&up->cv);
+    pthread_mutex_destroy(&up->mu);
+    pthread_mutex_destroy(&up->smu);
+    destroy(up);
+}
+
+void agent_uploader_set_connected(agent_uploader *up, int connected)
+{
+    pthread_mutex_lock(&up->mu);
+    up->conn_flag = connected ? 1 : 0;
+    up->conn_gen++;
+    pthread_cond_signal(&up->cv);
+    pthread_mutex_unlock(&up->mu);
+}
+
+int agent_uploader_on_ack(agent_uploader *up, const void *payload, size_t len)
+{
+    c2d_msg m;
+    c2d_status st = c2d_msg_decode(payload, len, &m);
+    int rc = 0;
+    pthread_mutex_lock(&up->mu);
+    if (st != C2D_OK || m.type != C2D_MSG_ACK) {
+        up->acks_invalid++;
+        rc = -1;
+    } else if (up->qlen == up->qcap) {
+        up->acks_dropped++;
+        rc = -1;
+    } else {
+        up->q[(up->qhead + up->qlen) % up->qcap] = m;
+        up->qlen++;
+        pthread_cond_signal(&up->cv);
+    }
+    pthread_mutex_unlock(&up->mu);
+    return rc;
+}
+
+size_t agent_uploader_get_status(agent_uploader *up, agent_uploader_status *st,
+                                 agent_lane_status *lanes, size_t n)
+{
+    pthread_mutex_lock(&up->mu);
+    uint64_t dropped = up->acks_dropped, invalid = up->acks_invalid;
+    pthread_mutex_unlock(&up->mu);
+    pthread_mutex_lock(&up->smu);
+    if (st) {
+        *st = up->snap;
+        st->acks_dropped = dropped;
+        st->acks_invalid = invalid;
+    }
+    size_t k = n < up->n ? n : up->n;
+    if (lanes)
+        memcpy(lanes, up->snap_lanes, k * sizeof(*lanes));
+    pthread_mutex_unlock(&up->smu);
+    return up->n;
+}

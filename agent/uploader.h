@@ -1,0 +1,151 @@
+/* The uploader: a thread that takes queued segments from the spool and
+ * sends them to the controller as begin / chunk frames / end (see
+ * proto/README.md), resumes from the controller's confirmed offset, and
+ * removes a segment from the spool only once the controller acknowledged
+ * it durable (committed or duplicate).
+ *
+ * Transport seam: the uploader does not know MQTT. It publishes through a
+ * callback (the agent wires it to mosquitto_publish on the seg topic, QoS
+ * 1) and is fed from the outside: agent_uploader_on_ack() for every
+ * message on the ack topic and agent_uploader_set_connected() on connect /
+ * disconnect. Both only queue and wake the uploader thread (a bounded queue
+ * under a mutex + condition variable); all the work happens on the
+ * uploader thread, never on the caller's (mosquitto's network) thread.
+ *
+ * Scheduling: one active segment per channel (its oldest queued one), the
+ * channels share a global window of window_chunks unconfirmed chunks
+ * round-robin a chunk at a time (agent/upload_sched.h), under a token bucket of
+ * rate_limit_bps. Memory: one send buffer of 32 + chunk_bytes bytes, filled
+ * with pread from the segment file; nothing else grows with segment size.
+ *
+ * Events (committed, rejected, parked, ...) are reported through a
+ * callback on the uploader thread so that the program can log them; this
+ * code does not log. */
+#ifndef AGENT_UPLOADER_H
+#define AGENT_UPLOADER_H
+
+#include "agent/spool.h"
+#include "proto/c2d_proto.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct agent_uploader agent_uploader;
+
+/* Publishes one message (JSON control message or chunk frame) on the
+ * segment topic with QoS 1. Returns 0 if it was handed to the transport,
+ * -1 if not (not connected, out of memory, ...). The buffer is only valid
+ * during the call. */
+typedef int (*agent_publish_fn)(void *ctx, const void *buf, size_t len);
+
+typedef enum {
+    AGENT_UP_COMMITTED, /* controller committed the segment; removed from the spool */
+    AGENT_UP_DUPLICATE, /* controller already had it; removed from the spool */
+    AGENT_UP_REJECTED,  /* a rejected ack: reason and the reaction in action */
+    AGENT_UP_PARKED,    /* given up for this run: kept in the spool, reported */
+    AGENT_UP_DROPPED,   /* own file is corrupt: removed from the spool unsent */
+    AGENT_UP_TIMEOUT,   /* no ack within ack_timeout: begin re-sent */
+    AGENT_UP_RESUMED,   /* the controller answered begin with a nonzero offset */
+    AGENT_UP_ERROR,     /* local error (file, spool, transport); err is -errno */
+} agent_upload_event_type;
+
+typedef struct {
+    agent_upload_event_type type;
+    uint16_t channel;
+    int64_t start_us;
+    uint64_t size;
+    uint64_t offset;    /* controller's offset in the ack, if any */
+    const char *reason; /* rejection reason or what failed; "" if none */
+    const char *action; /* what the uploader does about it; "" if nothing */
+    int err;            /* -errno for AGENT_UP_ERROR, else 0 */
+} agent_upload_event;
+
+typedef void (*agent_upload_event_fn)(void *ctx, const agent_upload_event *ev);
+
+typedef struct {
+    agent_spool *spool;
+    const uint16_t *channels;  /* channel ids, one lane each */
+    size_t n_channels;         /* 1..AGENT_UPLOADER_LANES_MAX */
+    const char *keep_sent_dir; /* NULL: delete acknowledged segments */
+    uint32_t chunk_bytes;      /* 1..C2D_CHUNK_MAX */
+    uint32_t window_chunks;    /* >= 1 */
+    uint64_t rate_limit_bps;   /* 0 = unlimited; counts chunk frame bytes */
+    int64_t ack_timeout_us;    /* re-send begin when an awaited ack is this late */
+    agent_publish_fn publish;
+    void *publish_ctx;
+    agent_upload_event_fn on_event; /* may be NULL */
+    void *event_ctx;
+} agent_uploader_cfg;
+
+/* Lanes one uploader drives; equals the agent's channel limit. */
+#define AGENT_UPLOADER_LANES_MAX 64
+
+/* Segments a lane remembers as parked (skipped until the next start).
+ * Beyond that it skips everything up to the newest parked one. */
+#define AGENT_UPLOADER_PARK_MAX 16
+
+/* Retries of hash_mismatch per segment before it is parked (proto/README.md). */
+#define AGENT_UPLOADER_HASH_RETRIES 3
+
+typedef enum {
+    AGENT_LANE_IDLE,    /* no segment to send */
+    AGENT_LANE_BEGIN,   /* begin sent, waiting for the controller's offset */
+    AGENT_LANE_SENDING, /* sending chunks */
+    AGENT_LANE_END,     /* end sent, waiting for committed */
+    AGENT_LANE_BACKOFF, /* waiting before trying the segment again */
+} agent_lane_phase;
+
+typedef struct {
+    uint16_t channel;
+    agent_lane_phase phase;
+    int64_t start_us; /* active segment, 0 if idle */
+    uint64_t size;
+    uint64_t sent;      /* bytes sent */
+    uint64_t confirmed; /* bytes the controller confirmed */
+    uint64_t committed; /* segments committed or duplicate since start */
+    uint64_t rejections;
+    uint64_t parked;                  /* segments parked since start (still in the spool) */
+    uint64_t dropped;                 /* corrupt segments removed unsent */
+    char last_reason[C2D_REASON_MAX]; /* last rejection or park reason */
+} agent_lane_status;
+
+typedef struct {
+    int connected;
+    uint64_t bytes_sent;      /* chunk payload bytes published (incl. resends) */
+    uint64_t bytes_committed; /* sizes of committed and duplicate segments */
+    uint64_t segments_committed;
+    uint64_t segments_duplicate;
+    uint64_t rejections;
+    uint64_t parked;       /* currently parked segments, all lanes */
+    uint64_t acks_dropped; /* acks lost because the queue was full */
+    uint64_t acks_invalid; /* undecodable messages on the ack topic */
+    uint64_t acks_stale;   /* acks for no active segment (ignored) */
+    int busy;              /* some lane has an active segment */
+} agent_uploader_status;
+
+/* Validates cfg, allocates, starts the thread. It sends nothing until
+ * agent_uploader_set_connected(up, 1). Returns 0, -EINVAL, -ENOMEM or the
+ * pthread error as -errno. */
+int agent_uploader_start(const agent_uploader_cfg *cfg, agent_uploader **out);
+
+/* Stops and joins the thread, closes files, frees. Segments in progress
+ * stay in the spool and resume next time. NULL is a no-op. */
+void agent_uploader_stop(agent_uploader *up);
+
+/* Any thread: the transport (re)connected (1) or lost its connection (0).
+ * On every connect the uploader re-sends begin for its active segments. */
+void agent_uploader_set_connected(agent_uploader *up, int connected);
+
+/* Any thread: a message arrived on the ack topic. Decodes it and queues it
+ * for the uploader thread. Returns 0, or -1 if it was not a valid ack or
+ * the queue was full (counted; the ack timeout recovers from a lost ack). */
+int agent_uploader_on_ack(agent_uploader *up, const void *payload, size_t len);
+
+/* Any thread: a snapshot. lanes (may be NULL) receives up to n lanes in
+ * channel order; returns the number of lanes. */
+size_t agent_uploader_get_status(agent_uploader *up, agent_uploader_status *st,
+                                 agent_lane_status *lanes, size_t n);
+
+const char *agent_lane_phase_name(agent_lane_phase p);
+
+#endif

@@ -1,0 +1,118 @@
+#include "controller/config.h"
+
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Bounds: a segment must fit the 64-bit offsets of the protocol and the
+ * 2^53 exactness of JSON numbers; 1 TiB is far beyond any camera segment.
+ * Channels are 16-bit on the wire. The ledger map must hold at least the
+ * LMDB meta pages and a few records; 1 TiB is a sane ceiling. */
+#define SEGMENT_BYTES_MAX (INT64_C(1) << 40)
+#define CHANNELS_MAX 65536
+#define MAP_BYTES_MIN (INT64_C(1) << 20)
+#define MAP_BYTES_MAX (INT64_C(1) << 40)
+
+#define F(key, type, field, req, min, max, di, ds)                                             \
+    {key, type, offsetof(ctl_config, field), req, min, max, di, ds}
+static const c2d_cfg_field fields[] = {
+    F("data_dir", C2D_CFG_STRING, data_dir, 0, 0, 0, 0, "/var/lib/c2d-controller"),
+    F("broker", C2D_CFG_SKIP, broker, 1, 0, 0, 0, NULL),
+    F("max_segment_bytes", C2D_CFG_INT, max_segment_bytes, 0, 1, SEGMENT_BYTES_MAX,
+      INT64_C(268435456), NULL),
+    F("max_channels", C2D_CFG_INT, max_channels, 0, 1, CHANNELS_MAX, 64, NULL),
+    F("ledger_map_bytes", C2D_CFG_INT, ledger_map_bytes, 0, MAP_BYTES_MIN, MAP_BYTES_MAX,
+      INT64_C(1073741824), NULL),
+};
+#define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
+
+/* Replaces a relative *p by base/ *p. */
+static int resolve(char **p, const char *base, const char *where, const char *key, char *err,
+                   size_t errlen)
+{
+    if ((*p)[0] == '/')
+        return 0;
+    char buf[PATH_MAX];
+    int n = snprintf(buf, sizeof(buf), "%s/%s", base, *p);
+    char *joined = n > 0 && (size_t)n < sizeof(buf) ? strdup(buf) : NULL;
+    if (!joined) {
+        snprintf(err, errlen, "%s: key \"%s\": path too long", where, key);
+        return -1;
+    }
+    free(*p);
+    *p = joined;
+    return 0;
+}
+
+int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
+{
+    ctl_config c;
+    memset(&c, 0, sizeof(c));
+    cJSON *root = c2d_cfg_parse_file(path, err, errlen);
+    if (!root)
+        return -1;
+    /* Relative paths are taken from the configuration's directory, so the
+     * daemon behaves the same whatever its working directory. */
+    char dirbuf[PATH_MAX], base[PATH_MAX], where[PATH_MAX + 16];
+    snprintf(dirbuf, sizeof(dirbuf), "%s", path);
+    if (!realpath(dirname(dirbuf), base)) {
+        snprintf(err, errlen, "%s: cannot resolve its directory: %s", path, strerror(errno));
+        goto fail;
+    }
+    snprintf(where, sizeof(where), "%s: broker", path);
+    if (c2d_cfg_apply(root, path, fields, N_FIELDS, &c, err, errlen) != 0)
+        goto fail;
+    if (c.data_dir[0] == '\0') {
+        snprintf(err, errlen, "%s: key \"data_dir\" must not be empty", path);
+        goto fail;
+    }
+    if (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path, &c.broker,
+                            err, errlen) != 0)
+        goto fail;
+    static const struct {
+        const char *key;
+        size_t off;
+    } broker_paths[] = {
+        {"ca_file", offsetof(c2d_broker_cfg, ca_file)},
+        {"cert_file", offsetof(c2d_broker_cfg, cert_file)},
+        {"key_file", offsetof(c2d_broker_cfg, key_file)},
+    };
+    for (size_t i = 0; i < sizeof(broker_paths) / sizeof(broker_paths[0]); i++) {
+        char **p = (char **)((char *)&c.broker + broker_paths[i].off);
+        if ((*p)[0] == '\0') {
+            snprintf(err, errlen, "%s: key \"%s\" must not be empty", where, broker_paths[i].key);
+            goto fail;
+        }
+        if (resolve(p, base, where, broker_paths[i].key, err, errlen) != 0)
+            goto fail;
+    }
+    if (!c.broker.host || c.broker.host[0] == '\0') {
+        snprintf(err, errlen, "%s: key \"host\" must not be empty", where);
+        goto fail;
+    }
+    if (c.broker.client_id && c.broker.client_id[0] == '\0') {
+        free(c.broker.client_id); /* empty: use the default */
+        c.broker.client_id = NULL;
+    }
+    if (resolve(&c.data_dir, base, path, "data_dir", err, errlen) != 0)
+        goto fail;
+    cJSON_Delete(root);
+    *out = c;
+    return 0;
+fail:
+    c2d_cfg_free_strings(fields, N_FIELDS, &c);
+    c2d_broker_cfg_free(&c.broker);
+    cJSON_Delete(root);
+    return -1;
+}
+
+void ctl_config_free(ctl_config *cfg)
+{
+    if (!cfg)
+        return;
+    c2d_cfg_free_strings(fields, N_FIELDS, cfg);
+    c2d_broker_cfg_free(&cfg->broker);
+}

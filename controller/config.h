@@ -1,0 +1,34 @@
+/* c2d-controller configuration: one JSON file, loaded by a table of keys
+ * (common/c2d_config.h). The keys and defaults are those of
+ * docs/components.md; unknown keys are errors and every error names the file
+ * and the key. Relative paths (data_dir and the broker's TLS files) are
+ * resolved against the directory of the configuration file, as the agent
+ * does, so the daemon behaves the same whatever its working directory. */
+#ifndef CTL_CONFIG_H
+#define CTL_CONFIG_H
+
+#include "common/c2d_config.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Client id used when the broker section has none. */
+#define CTL_DEFAULT_CLIENT_ID "c2d-controller"
+
+typedef struct {
+    char *data_dir;            /* store/, partial/ and ledger.lmdb/ live here */
+    c2d_broker_cfg broker;     /* host, port, TLS files, keepalive, client id */
+    int64_t max_segment_bytes; /* largest segment a device may declare */
+    int64_t max_channels;      /* channels 0 .. max_channels-1 are accepted */
+    int64_t ledger_map_bytes;  /* LMDB map size: the ledger's upper bound */
+} ctl_config;
+
+/* Loads path into *out (which is written only on success). Returns 0, or -1
+ * with err naming the file, the key and the problem. On success the caller
+ * must call ctl_config_free(out). */
+int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen);
+
+/* Frees the strings of cfg (not cfg itself). NULL is a no-op. */
+void ctl_config_free(ctl_config *cfg);
+
+#endif

@@ -1,0 +1,252 @@
+#include "controller/daemon.h"
+
+#include "common/c2d_log.h"
+#include "common/c2d_mqtt.h"
+#include "common/c2d_time.h"
+#include "controller/config.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <mqtt_protocol.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define SEG_SUBSCRIPTION "c2d/v1/d/+/seg"
+
+/* How long a stopping daemon keeps writing queued acks before it goes. */
+#define FLUSH_US 2000000
+
+/* Network loop wake-up: bounds the reaction time to a stop request. */
+#define LOOP_TIMEOUT_MS 500
+
+struct ctl_daemon {
+    struct mosquitto *mosq;
+    const c2d_broker_cfg *broker;
+    ctl_ingest *ing;
+    int connected;   /* socket up (CONNACK may still be pending) */
+    int session_ok;  /* CONNACK success seen since the last connect */
+    int backoff_ms;
+    int ever_connected;
+};
+
+/* Copies s for a log line: printable ASCII only, bounded. */
+static const char *printable(const char *s, char *buf, size_t len)
+{
+    size_t i = 0;
+    for (; s && s[i] && i + 1 < len; i++)
+        buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    buf[i] = '\0';
+    return buf;
+}
+
+static void sink(void *ud, const char *device, const c2d_msg *ack, const char *detail)
+{
+    ctl_daemon *d = ud;
+    if (!ack) {
+        c2d_debug("device %s: %s", device, detail);
+        return;
+    }
+    switch (ack->status) {
+    case C2D_ACK_OFFSET:
+        if (detail[0])
+            c2d_debug("device %s ch %u start %" PRId64 ": offset %" PRIu64 ": %s", device,
+                      ack->channel, ack->start_us, ack->offset, detail);
+        break;
+    case C2D_ACK_COMMITTED:
+        c2d_info("committed device %s ch %u start %" PRId64 " size %" PRIu64 " (%s)", device,
+                 ack->channel, ack->start_us, ack->offset, detail);
+        break;
+    case C2D_ACK_DUPLICATE:
+        c2d_info("duplicate device %s ch %u start %" PRId64 " size %" PRIu64 " (%s)", device,
+                 ack->channel, ack->start_us, ack->offset, detail);
+        break;
+    case C2D_ACK_REJECTED:
+        c2d_log(strcmp(ack->reason, "storage") == 0 ? C2D_LOG_ERROR : C2D_LOG_WARN,
+                "rejected device %s ch %u start %" PRId64 " reason %s offset %" PRIu64 ": %s",
+                device, ack->channel, ack->start_us, ack->reason, ack->offset, detail);
+        break;
+    }
+    char topic[C2D_TOPIC_MAX];
+    if (c2d_topic_format(topic, sizeof(topic), device, C2D_TOPIC_ACK) != C2D_OK)
+        return;
+    char *json = c2d_msg_encode(ack);
+    if (!json) {
+        c2d_err("device %s: cannot encode ack (out of memory)", device);
+        return;
+    }
+    int rc = mosquitto_publish_v5(d->mosq, NULL, topic, (int)strlen(json), json, 1, false, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        c2d_warn("device %s: publishing ack: %s", device, mosquitto_strerror(rc));
+    free(json);
+}
+
+static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
+                       const mosquitto_property *props)
+{
+    ctl_daemon *d = ud;
+    char device[C2D_DEVICE_ID_MAX + 1];
+    c2d_topic_kind kind;
+    c2d_status st = c2d_topic_parse(msg->topic, device, &kind);
+    if (st != C2D_OK) {
+        char buf[160];
+        c2d_warn("dropped message on topic \"%s\": %s (%s); no ack possible",
+                 printable(msg->topic, buf, sizeof(buf)), c2d_reason(st), c2d_strerror(st));
+        return;
+    }
+    if (kind != C2D_TOPIC_SEG) {
+        c2d_debug("device %s: ignoring message on %s", device, msg->topic);
+        return;
+    }
+    if (msg->payloadlen < 0)
+        return;
+    ctl_ingest_handle(d->ing, device, msg->payload, (size_t)msg->payloadlen, sink, d);
+}
+
+static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
+                       const mosquitto_property *props)
+{
+    ctl_daemon *d = ud;
+    if (rc != 0) {
+        c2d_err("broker %s:%" PRId64 " refused the connection: %s", d->broker->host,
+                d->broker->port, mosquitto_reason_string(rc));
+        return;
+    }
+    d->session_ok = 1;
+    d->backoff_ms = CTL_BACKOFF_MIN_MS;
+    c2d_info("connected to %s:%" PRId64 " (session %s)", d->broker->host, d->broker->port,
+             (flags & 1) ? "resumed" : "new");
+    int src = mosquitto_subscribe_v5(m, NULL, SEG_SUBSCRIPTION, 1, 0, NULL);
+    if (src != MOSQ_ERR_SUCCESS)
+        c2d_err("subscribe %s: %s", SEG_SUBSCRIPTION, mosquitto_strerror(src));
+}
+
+static void on_subscribe(struct mosquitto *m, void *ud, int mid, int n, const int *granted,
+                         const mosquitto_property *props)
+{
+    if (n < 1 || granted[0] > 1)
+        c2d_err("broker refused the subscription to %s (code %d)", SEG_SUBSCRIPTION,
+                n > 0 ? granted[0] : -1);
+    else
+        c2d_debug("subscribed to %s with QoS %d", SEG_SUBSCRIPTION, granted[0]);
+}
+
+static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto_property *props)
+{
+    ctl_daemon *d = ud;
+    d->connected = 0;
+    if (rc != 0)
+        c2d_warn("disconnected from the broker: %s", mosquitto_reason_string(rc));
+}
+
+int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_daemon **out, char *err,
+                   size_t errlen)
+{
+    ctl_daemon *d = calloc(1, sizeof(*d));
+    if (!d) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    d->broker = broker;
+    d->ing = ing;
+    d->backoff_ms = CTL_BACKOFF_MIN_MS;
+    d->mosq = c2d_mqtt_new(broker, CTL_DEFAULT_CLIENT_ID, 0, d, err, errlen);
+    if (!d->mosq) {
+        free(d);
+        return -1;
+    }
+    /* Acks are small and the agent's window waits on them: no Nagle delay. */
+    mosquitto_int_option(d->mosq, MOSQ_OPT_TCP_NODELAY, 1);
+    mosquitto_connect_v5_callback_set(d->mosq, on_connect);
+    mosquitto_disconnect_v5_callback_set(d->mosq, on_disconnect);
+    mosquitto_message_v5_callback_set(d->mosq, on_message);
+    mosquitto_subscribe_v5_callback_set(d->mosq, on_subscribe);
+    *out = d;
+    return 0;
+}
+
+void ctl_daemon_free(ctl_daemon *d)
+{
+    if (!d)
+        return;
+    mosquitto_destroy(d->mosq);
+    free(d);
+}
+
+/* Sleeps ms in short steps so a stop request is noticed. */
+static void nap(int ms, volatile sig_atomic_t *stop)
+{
+    while (ms > 0 && !*stop) {
+        int step = ms < 100 ? ms : 100;
+        struct timespec ts = {0, (long)step * 1000000L};
+        nanosleep(&ts, NULL);
+        ms -= step;
+    }
+}
+
+static int try_connect(ctl_daemon *d)
+{
+    mosquitto_property *props = NULL;
+    int rc = mosquitto_property_add_int32(&props, MQTT_PROP_SESSION_EXPIRY_INTERVAL,
+                                          CTL_SESSION_EXPIRY_S);
+    if (rc == MOSQ_ERR_SUCCESS) {
+        d->session_ok = 0;
+        if (!d->ever_connected)
+            rc = mosquitto_connect_bind_v5(d->mosq, d->broker->host, (int)d->broker->port,
+                                           (int)d->broker->keepalive_s, NULL, props);
+        else
+            rc = mosquitto_reconnect(d->mosq);
+    }
+    mosquitto_property_free_all(&props);
+    if (rc == MOSQ_ERR_SUCCESS) {
+        d->connected = 1;
+        d->ever_connected = 1;
+    }
+    return rc;
+}
+
+int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
+{
+    while (!*stop) {
+        if (!d->connected) {
+            int rc = try_connect(d);
+            if (rc != MOSQ_ERR_SUCCESS) {
+                c2d_warn("connecting to %s:%" PRId64 ": %s; retrying in %d ms", d->broker->host,
+                         d->broker->port,
+                         rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                         d->backoff_ms);
+                nap(d->backoff_ms, stop);
+                d->backoff_ms = d->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS
+                                                                       : d->backoff_ms * 2;
+                continue;
+            }
+        }
+        int rc = mosquitto_loop(d->mosq, LOOP_TIMEOUT_MS, 1);
+        if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_ERRNO && errno == EINTR))
+            continue;
+        if (d->connected || rc != MOSQ_ERR_NO_CONN)
+            c2d_warn("connection to %s:%" PRId64 " lost: %s; reconnecting in %d ms",
+                     d->broker->host, d->broker->port,
+                     rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
+                     d->backoff_ms);
+        d->connected = 0;
+        nap(d->backoff_ms, stop);
+        if (!d->session_ok)
+            d->backoff_ms = d->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS
+                                                                   : d->backoff_ms * 2;
+        d->session_ok = 0;
+    }
+    if (d->connected) {
+        /* Write out acks queued by the last messages, then leave politely
+         * (the session and its subscription stay with the broker). */
+        int64_t until = c2d_mono_us() + FLUSH_US;
+        while (mosquitto_want_write(d->mosq) && c2d_mono_us() < until)
+            if (mosquitto_loop(d->mosq, 100, 1) != MOSQ_ERR_SUCCESS && errno != EINTR)
+                break;
+        mosquitto_disconnect_v5(d->mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
+        mosquitto_loop(d->mosq, 100, 1);
+        d->connected = 0;
+    }
+    return 0;
+}

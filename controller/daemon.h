@@ -1,0 +1,45 @@
+/* The daemon: one libmosquitto client (MQTT v5, TLS with the controller's
+ * certificate, persistent session) that feeds every message on
+ * c2d/v1/d/+/seg to an ingest and publishes its acks, QoS 1, on
+ * c2d/v1/d/{device}/ack. Reconnects with exponential backoff.
+ *
+ * Single threaded: messages are handled (and segments committed) inside
+ * ctl_daemon_run, so when it returns no commit is half done.
+ *
+ * This module is process glue and logs through common/c2d_log.h: one warn
+ * line per rejected message (device, reason, detail), one info line per
+ * committed segment (device, channel, start, size). */
+#ifndef CTL_DAEMON_H
+#define CTL_DAEMON_H
+
+#include "common/c2d_config.h"
+#include "controller/ingest.h"
+
+#include <signal.h>
+#include <stddef.h>
+
+typedef struct ctl_daemon ctl_daemon;
+
+/* Session expiry asked of the broker: acks and segment messages queued for
+ * the controller survive a restart or upgrade of up to a day. */
+#define CTL_SESSION_EXPIRY_S 86400
+
+/* Reconnect backoff bounds. */
+#define CTL_BACKOFF_MIN_MS 500
+#define CTL_BACKOFF_MAX_MS 30000
+
+/* Creates the client (mosquitto_lib_init() must have been called). broker
+ * and ing are borrowed and must outlive the daemon. Returns 0, or -1 with err
+ * filled. *out is set only on success. */
+int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_daemon **out, char *err,
+                   size_t errlen);
+
+/* Connects (retrying with backoff) and serves until *stop becomes nonzero
+ * (set it from a SIGTERM/SIGINT handler); then flushes pending acks for a
+ * moment and disconnects, keeping the session. Returns 0. */
+int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop);
+
+/* NULL is a no-op. */
+void ctl_daemon_free(ctl_daemon *d);
+
+#endif

@@ -1,0 +1,458 @@
+#include "controller/ledger.h"
+
+#include "common/c2d_fs.h"
+
+#include <errno.h>
+#include <lmdb.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Record layouts (big-endian), version byte first so they can evolve. */
+#define REC_VERSION 1
+#define SHA_RAW 32
+#define SEG_FIXED (1 + 8 + 8 + SHA_RAW + 8 + 2) /* + path */
+#define PART_LEN (1 + 8 + 8 + SHA_RAW + 8)
+#define USAGE_LEN 16
+/* Keys: device\0 + ch BE16 (+ start BE64). */
+#define KEY_MAX (C2D_DEVICE_ID_MAX + 1 + 2 + 8)
+
+struct ctl_ledger {
+    MDB_env *env;
+    int readonly;
+    int have_dbs; /* 0 for a read-only ledger whose databases do not exist yet */
+    MDB_dbi segments, usage, partials;
+};
+
+static int lerr(int rc)
+{
+    switch (rc) {
+    case MDB_SUCCESS: return 0;
+    case MDB_NOTFOUND: return -ENOENT;
+    case MDB_MAP_FULL: return -ENOSPC;
+    case MDB_KEYEXIST: return -EEXIST;
+    default: return rc > 0 ? -rc : -EIO;
+    }
+}
+
+static void put_be(uint8_t *p, uint64_t v, int n)
+{
+    for (int i = 0; i < n; i++)
+        p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
+}
+
+static uint64_t get_be(const uint8_t *p, int n)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static int hex_to_raw(const char *hex, uint8_t raw[SHA_RAW])
+{
+    for (int i = 0; i < SHA_RAW; i++) {
+        int v = 0;
+        for (int j = 0; j < 2; j++) {
+            char c = hex[2 * i + j];
+            int d = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+            if (d < 0)
+                return -EINVAL;
+            v = v * 16 + d;
+        }
+        raw[i] = (uint8_t)v;
+    }
+    return hex[2 * SHA_RAW] == '\0' ? 0 : -EINVAL;
+}
+
+static void raw_to_hex(const uint8_t raw[SHA_RAW], char hex[65])
+{
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < SHA_RAW; i++) {
+        hex[2 * i] = digits[raw[i] >> 4];
+        hex[2 * i + 1] = digits[raw[i] & 15];
+    }
+    hex[64] = '\0';
+}
+
+/* Builds the key; with_start 0 gives the usage key (device, ch). */
+static size_t make_key(uint8_t buf[KEY_MAX], const char *device, uint16_t ch, int64_t start,
+                       int with_start)
+{
+    size_t n = strlen(device);
+    memcpy(buf, device, n + 1);
+    put_be(buf + n + 1, ch, 2);
+    if (!with_start)
+        return n + 3;
+    put_be(buf + n + 3, (uint64_t)start, 8);
+    return n + 11;
+}
+
+/* Decodes a key back; -EIO if it is not one of ours. */
+static int parse_key(const MDB_val *k, int with_start, ctl_seg_key *out)
+{
+    const uint8_t *p = k->mv_data;
+    const uint8_t *nul = memchr(p, '\0', k->mv_size);
+    if (!nul)
+        return -EIO;
+    size_t n = (size_t)(nul - p);
+    if (k->mv_size != n + (with_start ? 11 : 3) || n > C2D_DEVICE_ID_MAX)
+        return -EIO;
+    ctl_seg_key key;
+    memset(&key, 0, sizeof(key));
+    memcpy(key.device, p, n);
+    key.channel = (uint16_t)get_be(p + n + 1, 2);
+    key.start_us = with_start ? (int64_t)get_be(p + n + 3, 8) : 0;
+    if (!ctl_seg_key_valid(&key))
+        return -EIO;
+    *out = key;
+    return 0;
+}
+
+static int decode_segment(const MDB_val *v, ctl_segment_rec *out)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < SEG_FIXED || p[0] != REC_VERSION)
+        return -EIO;
+    size_t plen = (size_t)get_be(p + 57, 2);
+    if (v->mv_size != SEG_FIXED + plen || plen >= CTL_LEDGER_PATH_MAX)
+        return -EIO;
+    ctl_segment_rec r;
+    memset(&r, 0, sizeof(r));
+    r.duration_us = (int64_t)get_be(p + 1, 8);
+    r.size = get_be(p + 9, 8);
+    raw_to_hex(p + 17, r.sha256);
+    r.committed_us = (int64_t)get_be(p + 49, 8);
+    memcpy(r.path, p + SEG_FIXED, plen);
+    *out = r;
+    return 0;
+}
+
+static int decode_partial(const MDB_val *v, ctl_partial_rec *out)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size != PART_LEN || p[0] != REC_VERSION)
+        return -EIO;
+    ctl_partial_rec r;
+    memset(&r, 0, sizeof(r));
+    r.duration_us = (int64_t)get_be(p + 1, 8);
+    r.size = get_be(p + 9, 8);
+    raw_to_hex(p + 17, r.sha256);
+    r.created_us = (int64_t)get_be(p + 49, 8);
+    *out = r;
+    return 0;
+}
+
+static int decode_usage(const MDB_val *v, ctl_usage_rec *out)
+{
+    if (v->mv_size != USAGE_LEN)
+        return -EIO;
+    out->bytes = get_be(v->mv_data, 8);
+    out->segments = get_be((const uint8_t *)v->mv_data + 8, 8);
+    return 0;
+}
+
+int ctl_ledger_open(const char *dir, uint64_t map_bytes, int readonly, ctl_ledger **out)
+{
+    ctl_ledger *l = calloc(1, sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l->readonly = readonly;
+    MDB_txn *txn = NULL;
+    int rc;
+    if (!readonly && (rc = c2d_mkdirs(dir, 0750)) != 0)
+        goto fail;
+    if ((rc = lerr(mdb_env_create(&l->env))) != 0)
+        goto fail;
+    if ((rc = lerr(mdb_env_set_maxdbs(l->env, 3))) != 0 ||
+        (rc = lerr(mdb_env_set_mapsize(l->env, (size_t)map_bytes))) != 0)
+        goto fail;
+    if ((rc = lerr(mdb_env_open(l->env, dir, readonly ? MDB_RDONLY : 0, 0640))) != 0)
+        goto fail;
+    if (!readonly) {
+        int dead = 0;
+        mdb_reader_check(l->env, &dead); /* slots of crashed readers */
+    }
+    unsigned flags = readonly ? 0 : MDB_CREATE;
+    if ((rc = lerr(mdb_txn_begin(l->env, NULL, readonly ? MDB_RDONLY : 0, &txn))) != 0)
+        goto fail;
+    rc = lerr(mdb_dbi_open(txn, "segments", flags, &l->segments));
+    if (rc == 0)
+        rc = lerr(mdb_dbi_open(txn, "usage", flags, &l->usage));
+    if (rc == 0)
+        rc = lerr(mdb_dbi_open(txn, "partials", flags, &l->partials));
+    if (rc == 0) {
+        l->have_dbs = 1;
+    } else if (!(readonly && rc == -ENOENT)) {
+        goto fail;
+    }
+    rc = lerr(mdb_txn_commit(txn)); /* commit keeps the handles open */
+    txn = NULL;
+    if (rc != 0)
+        goto fail;
+    *out = l;
+    return 0;
+fail:
+    if (txn)
+        mdb_txn_abort(txn);
+    ctl_ledger_free(l);
+    return rc;
+}
+
+void ctl_ledger_free(ctl_ledger *l)
+{
+    if (!l)
+        return;
+    if (l->env)
+        mdb_env_close(l->env);
+    free(l);
+}
+
+/* Reads one value of dbi into a caller decode. */
+static int get_one(ctl_ledger *l, MDB_dbi dbi, const uint8_t *k, size_t klen,
+                   int (*decode)(const MDB_val *, void *), void *out)
+{
+    if (!l->have_dbs)
+        return -ENOENT;
+    MDB_txn *txn;
+    int rc = lerr(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    if (rc != 0)
+        return rc;
+    MDB_val key = {klen, (void *)k}, val;
+    rc = lerr(mdb_get(txn, dbi, &key, &val));
+    if (rc == 0)
+        rc = decode(&val, out);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+static int dec_seg(const MDB_val *v, void *out)
+{
+    return decode_segment(v, out);
+}
+
+static int dec_part(const MDB_val *v, void *out)
+{
+    return decode_partial(v, out);
+}
+
+static int dec_usage(const MDB_val *v, void *out)
+{
+    return decode_usage(v, out);
+}
+
+int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_rec *out)
+{
+    if (!ctl_seg_key_valid(key))
+        return -EINVAL;
+    uint8_t k[KEY_MAX];
+    size_t n = make_key(k, key->device, key->channel, key->start_us, 1);
+    return get_one(l, l->segments, k, n, dec_seg, out);
+}
+
+int ctl_ledger_get_partial(ctl_ledger *l, const ctl_seg_key *key, ctl_partial_rec *out)
+{
+    if (!ctl_seg_key_valid(key))
+        return -EINVAL;
+    uint8_t k[KEY_MAX];
+    size_t n = make_key(k, key->device, key->channel, key->start_us, 1);
+    return get_one(l, l->partials, k, n, dec_part, out);
+}
+
+int ctl_ledger_get_usage(ctl_ledger *l, const char *device, uint16_t channel, ctl_usage_rec *out)
+{
+    if (!c2d_device_id_valid(device))
+        return -EINVAL;
+    uint8_t k[KEY_MAX];
+    size_t n = make_key(k, device, channel, 0, 0);
+    return get_one(l, l->usage, k, n, dec_usage, out);
+}
+
+int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_segment_rec *rec)
+{
+    if (l->readonly)
+        return -EROFS;
+    size_t plen = strlen(rec->path);
+    uint8_t v[SEG_FIXED + CTL_LEDGER_PATH_MAX];
+    if (!ctl_seg_key_valid(key) || plen >= CTL_LEDGER_PATH_MAX || hex_to_raw(rec->sha256, v + 17))
+        return -EINVAL;
+    v[0] = REC_VERSION;
+    put_be(v + 1, (uint64_t)rec->duration_us, 8);
+    put_be(v + 9, rec->size, 8);
+    put_be(v + 49, (uint64_t)rec->committed_us, 8);
+    put_be(v + 57, plen, 2);
+    memcpy(v + SEG_FIXED, rec->path, plen);
+
+    uint8_t k[KEY_MAX], uk[KEY_MAX];
+    size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
+    size_t ukn = make_key(uk, key->device, key->channel, 0, 0);
+    MDB_txn *txn;
+    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    MDB_val mk = {kn, k}, mv = {SEG_FIXED + plen, v};
+    if ((rc = lerr(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE))) != 0)
+        goto fail;
+    ctl_usage_rec u = {0, 0};
+    MDB_val muk = {ukn, uk}, muv;
+    rc = lerr(mdb_get(txn, l->usage, &muk, &muv));
+    if (rc == 0)
+        rc = decode_usage(&muv, &u);
+    if (rc != 0 && rc != -ENOENT)
+        goto fail;
+    uint8_t ub[USAGE_LEN];
+    put_be(ub, u.bytes + rec->size, 8);
+    put_be(ub + 8, u.segments + 1, 8);
+    muv.mv_size = USAGE_LEN;
+    muv.mv_data = ub;
+    if ((rc = lerr(mdb_put(txn, l->usage, &muk, &muv, 0))) != 0)
+        goto fail;
+    rc = lerr(mdb_del(txn, l->partials, &mk, NULL));
+    if (rc != 0 && rc != -ENOENT)
+        goto fail;
+    return lerr(mdb_txn_commit(txn));
+fail:
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+int ctl_ledger_put_partial(ctl_ledger *l, const ctl_seg_key *key, const ctl_partial_rec *rec)
+{
+    if (l->readonly)
+        return -EROFS;
+    uint8_t v[PART_LEN];
+    if (!ctl_seg_key_valid(key) || hex_to_raw(rec->sha256, v + 17))
+        return -EINVAL;
+    v[0] = REC_VERSION;
+    put_be(v + 1, (uint64_t)rec->duration_us, 8);
+    put_be(v + 9, rec->size, 8);
+    put_be(v + 49, (uint64_t)rec->created_us, 8);
+    uint8_t k[KEY_MAX];
+    size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
+    MDB_txn *txn;
+    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    MDB_val mk = {kn, k}, mv = {PART_LEN, v};
+    if ((rc = lerr(mdb_put(txn, l->partials, &mk, &mv, 0))) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return lerr(mdb_txn_commit(txn));
+}
+
+int ctl_ledger_del_partial(ctl_ledger *l, const ctl_seg_key *key)
+{
+    if (l->readonly)
+        return -EROFS;
+    if (!ctl_seg_key_valid(key))
+        return -EINVAL;
+    uint8_t k[KEY_MAX];
+    size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
+    MDB_txn *txn;
+    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    MDB_val mk = {kn, k};
+    if ((rc = lerr(mdb_del(txn, l->partials, &mk, NULL))) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    return lerr(mdb_txn_commit(txn));
+}
+
+/* Walks dbi from prefix (all if plen 0) while keys start with it. */
+typedef int (*walk_fn)(void *ud, const MDB_val *k, const MDB_val *v);
+
+static int walk(ctl_ledger *l, MDB_dbi dbi, const uint8_t *prefix, size_t plen, walk_fn fn,
+                void *ud)
+{
+    if (!l->have_dbs)
+        return 0;
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    int rc = lerr(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    if (rc != 0)
+        return rc;
+    if ((rc = lerr(mdb_cursor_open(txn, dbi, &cur))) != 0) {
+        mdb_txn_abort(txn);
+        return rc;
+    }
+    MDB_val k = {plen, (void *)prefix}, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, plen ? MDB_SET_RANGE : MDB_FIRST);
+    while (mrc == MDB_SUCCESS) {
+        if (plen && (k.mv_size < plen || memcmp(k.mv_data, prefix, plen) != 0))
+            break;
+        if ((rc = fn(ud, &k, &v)) != 0)
+            break;
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        rc = lerr(mrc);
+    mdb_cursor_close(cur);
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+typedef struct {
+    ctl_ledger_segment_cb seg;
+    ctl_ledger_partial_cb part;
+    ctl_ledger_usage_cb usage;
+    void *ud;
+} walk_ctx;
+
+static int walk_seg(void *ud, const MDB_val *k, const MDB_val *v)
+{
+    walk_ctx *w = ud;
+    ctl_seg_key key;
+    ctl_segment_rec rec;
+    int rc = parse_key(k, 1, &key);
+    if (rc == 0)
+        rc = decode_segment(v, &rec);
+    return rc != 0 ? rc : w->seg(w->ud, &key, &rec);
+}
+
+static int walk_part(void *ud, const MDB_val *k, const MDB_val *v)
+{
+    walk_ctx *w = ud;
+    ctl_seg_key key;
+    ctl_partial_rec rec;
+    int rc = parse_key(k, 1, &key);
+    if (rc == 0)
+        rc = decode_partial(v, &rec);
+    return rc != 0 ? rc : w->part(w->ud, &key, &rec);
+}
+
+static int walk_usage(void *ud, const MDB_val *k, const MDB_val *v)
+{
+    walk_ctx *w = ud;
+    ctl_seg_key key;
+    ctl_usage_rec rec;
+    int rc = parse_key(k, 0, &key);
+    if (rc == 0)
+        rc = decode_usage(v, &rec);
+    return rc != 0 ? rc : w->usage(w->ud, key.device, key.channel, &rec);
+}
+
+int ctl_ledger_foreach_segment(ctl_ledger *l, ctl_ledger_segment_cb cb, void *ud)
+{
+    walk_ctx w = {.seg = cb, .ud = ud};
+    return walk(l, l->segments, NULL, 0, walk_seg, &w);
+}
+
+int ctl_ledger_foreach_partial(ctl_ledger *l, const char *device, ctl_ledger_partial_cb cb,
+                               void *ud)
+{
+    walk_ctx w = {.part = cb, .ud = ud};
+    if (!device)
+        return walk(l, l->partials, NULL, 0, walk_part, &w);
+    if (!c2d_device_id_valid(device))
+        return -EINVAL;
+    size_t n = strlen(device);
+    return walk(l, l->partials, (const uint8_t *)device, n + 1, walk_part, &w);
+}
+
+int ctl_ledger_foreach_usage(ctl_ledger *l, ctl_ledger_usage_cb cb, void *ud)
+{
+    walk_ctx w = {.usage = cb, .ud = ud};
+    return walk(l, l->usage, NULL, 0, walk_usage, &w);
+}

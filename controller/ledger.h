@@ -1,0 +1,90 @@
+/* The ledger: LMDB records of what the controller stores.
+ *
+ * Three databases in data_dir/ledger.lmdb/:
+ *   segments  key device\0 + ch BE16 + start BE64
+ *             -> {duration, size, sha256, committed time, path}
+ *   usage     key device\0 + ch BE16 -> {bytes, segments}
+ *   partials  key as segments -> the begin record of an upload in progress
+ *
+ * Every write is one LMDB transaction with the default durable sync: a
+ * segment record, its usage and the removal of its partial record commit
+ * together or not at all. Several processes may open the ledger at once
+ * (the daemon writes; "usage" and "segments" read).
+ *
+ * Functions return 0 or -errno: -ENOENT (no such record, or a read-only
+ * ledger that does not exist yet), -EEXIST (segment already recorded),
+ * -ENOSPC (map full: raise ledger_map_bytes), -EROFS (write on a read-only
+ * handle), -EINVAL (invalid key), -EIO (any other LMDB failure, including a
+ * record that does not decode). Not thread safe: one thread per handle. */
+#ifndef CTL_LEDGER_H
+#define CTL_LEDGER_H
+
+#include "controller/segkey.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ctl_ledger ctl_ledger;
+
+/* Longest relative path recorded for a segment
+ * ("store/" + 64-char device + "/65535/" + 19 digits + ".ts" fits). */
+#define CTL_LEDGER_PATH_MAX 128
+
+typedef struct {
+    int64_t duration_us;
+    uint64_t size;
+    char sha256[65]; /* lowercase hex */
+    int64_t committed_us;
+    char path[CTL_LEDGER_PATH_MAX]; /* relative to data_dir */
+} ctl_segment_rec;
+
+typedef struct {
+    int64_t duration_us;
+    uint64_t size;
+    char sha256[65];
+    int64_t created_us; /* when the upload began */
+} ctl_partial_rec;
+
+typedef struct {
+    uint64_t bytes;
+    uint64_t segments;
+} ctl_usage_rec;
+
+/* Opens the ledger in directory dir with a map of map_bytes. Read-write
+ * creates dir and the databases; readonly opens an existing ledger for
+ * reading only (-ENOENT if there is none). *out is set only on success. */
+int ctl_ledger_open(const char *dir, uint64_t map_bytes, int readonly, ctl_ledger **out);
+
+/* Closes the ledger. NULL is a no-op. */
+void ctl_ledger_free(ctl_ledger *l);
+
+int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_rec *out);
+
+/* In one transaction: records the segment (-EEXIST if key is recorded
+ * already; nothing changes then), adds its size and one segment to the
+ * usage of (device, channel) and deletes key's partial record. */
+int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_segment_rec *rec);
+
+int ctl_ledger_get_partial(ctl_ledger *l, const ctl_seg_key *key, ctl_partial_rec *out);
+/* Creates or replaces key's partial record. */
+int ctl_ledger_put_partial(ctl_ledger *l, const ctl_seg_key *key, const ctl_partial_rec *rec);
+/* Deletes key's partial record; -ENOENT if there was none. */
+int ctl_ledger_del_partial(ctl_ledger *l, const ctl_seg_key *key);
+
+int ctl_ledger_get_usage(ctl_ledger *l, const char *device, uint16_t channel, ctl_usage_rec *out);
+
+/* Walks, in key order, inside one read transaction. A nonzero return from
+ * the callback stops the walk and is returned. The callback must not write
+ * to the ledger. */
+typedef int (*ctl_ledger_segment_cb)(void *ud, const ctl_seg_key *key, const ctl_segment_rec *rec);
+typedef int (*ctl_ledger_partial_cb)(void *ud, const ctl_seg_key *key, const ctl_partial_rec *rec);
+typedef int (*ctl_ledger_usage_cb)(void *ud, const char *device, uint16_t channel,
+                                   const ctl_usage_rec *rec);
+
+int ctl_ledger_foreach_segment(ctl_ledger *l, ctl_ledger_segment_cb cb, void *ud);
+/* device NULL walks every partial record, else only that device's. */
+int ctl_ledger_foreach_partial(ctl_ledger *l, const char *device, ctl_ledger_partial_cb cb,
+                               void *ud);
+int ctl_ledger_foreach_usage(ctl_ledger *l, ctl_ledger_usage_cb cb, void *ud);
+
+#endif

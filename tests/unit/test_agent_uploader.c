@@ -1,0 +1,665 @@
+/* Unit tests for agent/uploader.c against a real spool and a scripted fake
+ * controller behind the uploader's transport seam: the exchange (begin,
+ * chunks, end, committed), the window, fairness, resume offsets, the
+ * reactions to rejections, ack timeouts and reconnects. */
+#include "agent/spool.h"
+#include "agent/uploader.h"
+#include "common/c2d_fs.h"
+#include "common/c2d_hash.h"
+#include "common/c2d_time.h"
+#include "proto/c2d_proto.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static int failures;
+
+#define CHECK(cond)                                                                                \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
+            failures++;                                                                            \
+        }                                                                                          \
+    } while (0)
+
+/* ---- fake transport: everything published lands in a queue ------------- */
+
+typedef struct {
+    int is_chunk;
+    c2d_msg m;   /* control message */
+    c2d_chunk c; /* chunk header (c.data points into payload) */
+    uint8_t *payload;
+    size_t len;
+} sent_msg;
+
+#define QMAX 4096
+static pthread_mutex_t qmu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t qcv = PTHREAD_COND_INITIALIZER;
+static sent_msg *queue[QMAX];
+static size_t qhead, qlen;
+static int publish_fails;
+static uint64_t chunks_published;
+
+static int fake_publish(void *ctx, const void *buf, size_t len)
+{
+    (void)ctx;
+    pthread_mutex_lock(&qmu);
+    if (publish_fails || qlen == QMAX) {
+        pthread_mutex_unlock(&qmu);
+        return -1;
+    }
+    sent_msg *s = calloc(1, sizeof(*s));
+    s->payload = malloc(len ? len : 1);
+    memcpy(s->payload, buf, len);
+    s->len = len;
+    if (c2d_is_chunk(buf, len)) {
+        s->is_chunk = 1;
+        if (c2d_chunk_decode(s->payload, len, &s->c) != C2D_OK)
+            s->is_chunk = -1;
+        chunks_published++;
+    } else if (c2d_msg_decode(buf, len, &s->m) != C2D_OK) {
+        s->is_chunk = -1;
+    }
+    queue[(qhead + qlen) % QMAX] = s;
+    qlen++;
+    pthread_cond_signal(&qcv);
+    pthread_mutex_unlock(&qmu);
+    return 0;
+}
+
+static void free_msg(sent_msg *s)
+{
+    if (s) {
+        free(s->payload);
+        free(s);
+    }
+}
+
+/* Next published message, or NULL after timeout_ms. */
+static sent_msg *next_msg(int timeout_ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ms / 1000;
+    ts.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    pthread_mutex_lock(&qmu);
+    while (qlen == 0)
+        if (pthread_cond_timedwait(&qcv, &qmu, &ts) == ETIMEDOUT)
+            break;
+    sent_msg *s = NULL;
+    if (qlen > 0) {
+        s = queue[qhead];
+        qhead = (qhead + 1) % QMAX;
+        qlen--;
+    }
+    pthread_mutex_unlock(&qmu);
+    return s;
+}
+
+static void drain(void)
+{
+    sent_msg *s;
+    while ((s = next_msg(0)))
+        free_msg(s);
+}
+
+/* ---- events ---------------------------------------------------------------- */
+
+static pthread_mutex_t emu = PTHREAD_MUTEX_INITIALIZER;
+static int events[AGENT_UP_ERROR + 1];
+static char last_action[128];
+
+static void on_event(void *ctx, const agent_upload_event *ev)
+{
+    (void)ctx;
+    pthread_mutex_lock(&emu);
+    events[ev->type]++;
+    snprintf(last_action, sizeof(last_action), "%s", ev->action);
+    pthread_mutex_unlock(&emu);
+}
+
+static int event_count(agent_upload_event_type t)
+{
+    pthread_mutex_lock(&emu);
+    int n = events[t];
+    pthread_mutex_unlock(&emu);
+    return n;
+}
+
+/* ---- fixture --------------------------------------------------------------- */
+
+static char root[256];
+static int fixture_no;
+static agent_spool *spool;
+static agent_uploader *up;
+
+static int rm_cb(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+/* Makes a segment of size bytes (byte i = seed + i) and queues it. */
+static agent_segment add_segment(uint16_t ch, int64_t start, size_t size, uint8_t seed)
+{
+    agent_segment seg = {.channel = ch, .start_us = start, .duration_us = 1000000, .size = size};
+    char tmp[1024];
+    if (agent_spool_tmp_path(spool, ch, start, tmp, sizeof(tmp)) != 0)
+        abort();
+    uint8_t *data = malloc(size ? size : 1);
+    for (size_t i = 0; i < size; i++)
+        data[i] = (uint8_t)(seed + i * 7);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0 || c2d_write_all(fd, data, size) != 0 || fsync(fd) != 0 || close(fd) != 0)
+        abort();
+    c2d_sha256 h;
+    c2d_sha256_init(&h);
+    c2d_sha256_update(&h, data, size);
+    c2d_sha256_final_hex(&h, seg.sha256);
+    free(data);
+    int rc = agent_spool_commit(spool, &seg, tmp, NULL, 0);
+    if (rc != 0) {
+        fprintf(stderr, "agent_spool_commit: %s\n", strerror(-rc));
+        abort();
+    }
+    return seg;
+}
+
+static void setup(const uint16_t *chs, size_t n, uint32_t chunk, uint32_t window,
+                  int64_t ack_timeout_us)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%d", root, ++fixture_no);
+    if (agent_spool_open(dir, 1u << 30, &spool) != 0)
+        abort();
+    memset(events, 0, sizeof(events));
+    chunks_published = 0;
+    agent_uploader_cfg cfg = {
+        .spool = spool,
+        .channels = chs,
+        .n_channels = n,
+        .chunk_bytes = chunk,
+        .window_chunks = window,
+        .ack_timeout_us = ack_timeout_us,
+        .publish = fake_publish,
+        .on_event = on_event,
+    };
+    if (agent_uploader_start(&cfg, &up) != 0)
+        abort();
+}
+
+static void teardown(void)
+{
+    agent_uploader_stop(up);
+    up = NULL;
+    agent_spool_free(spool);
+    spool = NULL;
+    drain();
+}
+
+static void ack(uint16_t ch, int64_t start, c2d_ack_status st, uint64_t off, const char *reason)
+{
+    c2d_msg m;
+    memset(&m, 0, sizeof(m));
+    m.type = C2D_MSG_ACK;
+    m.channel = ch;
+    m.start_us = start;
+    m.status = st;
+    m.offset = off;
+    if (reason)
+        snprintf(m.reason, sizeof(m.reason), "%s", reason);
+    char *json = c2d_msg_encode(&m);
+    CHECK(agent_uploader_on_ack(up, json, strlen(json)) == 0);
+    free(json);
+}
+
+/* Waits for the next message, which must be a control message of type t
+ * for (ch, start). Returns it (caller frees) or NULL. */
+static sent_msg *expect_control(int line, c2d_msg_type t, uint16_t ch, int64_t start,
+                                int timeout_ms)
+{
+    sent_msg *s = next_msg(timeout_ms);
+    if (!s || s->is_chunk != 0 || s->m.type != t || s->m.channel != ch || s->m.start_us != start) {
+        fprintf(stderr, "%s:%d: expected %s ch %u start %lld, got %s\n", __FILE__, line,
+                t == C2D_MSG_BEGIN ? "begin" : "end", ch, (long long)start,
+                !s            ? "nothing"
+                : s->is_chunk ? "a chunk"
+                              : "another message");
+        failures++;
+        free_msg(s);
+        return NULL;
+    }
+    return s;
+}
+#define EXPECT_BEGIN(ch, start, to) free_msg(expect_control(__LINE__, C2D_MSG_BEGIN, ch, start, to))
+#define EXPECT_END(ch, start, to) free_msg(expect_control(__LINE__, C2D_MSG_END, ch, start, to))
+
+static sent_msg *expect_chunk(int line, uint16_t ch, int64_t start, uint64_t off)
+{
+    sent_msg *s = next_msg(2000);
+    if (!s || s->is_chunk != 1 || s->c.channel != ch || s->c.start_us != start ||
+        s->c.offset != off) {
+        fprintf(stderr, "%s:%d: expected chunk ch %u start %lld offset %llu, got %s", __FILE__,
+                line, ch, (long long)start, (unsigned long long)off,
+                !s                 ? "nothing\n"
+                : s->is_chunk == 1 ? ""
+                                   : "a control message\n");
+        if (s && s->is_chunk == 1)
+            fprintf(stderr, "ch %u start %lld offset %llu\n", s->c.channel,
+                    (long long)s->c.start_us, (unsigned long long)s->c.offset);
+        failures++;
+        free_msg(s);
+        return NULL;
+    }
+    return s;
+}
+#define EXPECT_CHUNK(ch, start, off) free_msg(expect_chunk(__LINE__, ch, start, off))
+
+static int queued(uint16_t ch, int64_t start)
+{
+    agent_segment s;
+    return agent_spool_next(spool, ch, start - 1, &s) == 0 && s.start_us == start;
+}
+
+/* Waits until the spool holds n segments (the uploader removes them). */
+static int wait_queued(uint64_t n, int timeout_ms)
+{
+    for (int i = 0; i < timeout_ms / 10; i++) {
+        agent_spool_stats st;
+        agent_spool_get_stats(spool, &st);
+        if (st.queued_segments == n)
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+/* ---- a fake controller that stores and verifies ------------------------- */
+
+typedef struct {
+    uint16_t ch;
+    int64_t start;
+    uint64_t size, end;
+    char sha[65];
+    c2d_sha256 h;
+    int open;
+} partial;
+
+/* Serves the uploader until the spool is empty: answers begin with offset
+ * 0, verifies chunk order, holds chunk acks and releases them one at a time
+ * when the uploader goes quiet, checking that no more than window chunks
+ * are ever unconfirmed and recording the order of channels. */
+static void serve(uint32_t window, int *order, size_t *norder, size_t maxorder)
+{
+    partial parts[8];
+    size_t nparts = 0;
+    struct {
+        uint16_t ch;
+        int64_t start;
+        uint64_t off;
+    } held[512];
+    size_t nheld = 0;
+    int64_t deadline = c2d_mono_us() + 20000000;
+    while (c2d_mono_us() < deadline) {
+        sent_msg *s = next_msg(50);
+        if (!s) {
+            if (nheld > 0) {
+                ack(held[0].ch, held[0].start, C2D_ACK_OFFSET, held[0].off, NULL);
+                memmove(held, held + 1, --nheld * sizeof(held[0]));
+                continue;
+            }
+            agent_spool_stats st;
+            agent_spool_get_stats(spool, &st);
+            if (st.queued_segments == 0)
+                break;
+            continue;
+        }
+        CHECK(s->is_chunk >= 0);
+        if (s->is_chunk == 1) {
+            partial *p = NULL;
+            for (size_t i = 0; i < nparts; i++)
+                if (parts[i].open && parts[i].ch == s->c.channel && parts[i].start == s->c.start_us)
+                    p = &parts[i];
+            CHECK(p != NULL);
+            CHECK(nheld < window); /* the window: at most this many unconfirmed */
+            if (p) {
+                CHECK(s->c.offset == p->end);
+                c2d_sha256_update(&p->h, s->c.data, s->c.length);
+                p->end += s->c.length;
+                held[nheld].ch = p->ch;
+                held[nheld].start = p->start;
+                held[nheld].off = p->end;
+                nheld++;
+                if (*norder < maxorder)
+                    order[(*norder)++] = p->ch;
+            }
+        } else if (s->m.type == C2D_MSG_BEGIN) {
+            CHECK(nparts < 8);
+            partial *p = &parts[nparts++];
+            memset(p, 0, sizeof(*p));
+            p->ch = s->m.channel;
+            p->start = s->m.start_us;
+            p->size = s->m.size;
+            memcpy(p->sha, s->m.sha256, 65);
+            c2d_sha256_init(&p->h);
+            p->open = 1;
+            ack(p->ch, p->start, C2D_ACK_OFFSET, 0, NULL);
+        } else if (s->m.type == C2D_MSG_END) {
+            /* Chunks before end are confirmed first (in-order topic). */
+            while (nheld > 0) {
+                ack(held[0].ch, held[0].start, C2D_ACK_OFFSET, held[0].off, NULL);
+                memmove(held, held + 1, --nheld * sizeof(held[0]));
+            }
+            for (size_t i = 0; i < nparts; i++) {
+                partial *p = &parts[i];
+                if (!p->open || p->ch != s->m.channel || p->start != s->m.start_us)
+                    continue;
+                char hex[65];
+                c2d_sha256_final_hex(&p->h, hex);
+                p->open = 0;
+                CHECK(p->end == p->size);
+                CHECK(strcmp(hex, p->sha) == 0);
+                ack(p->ch, p->start, C2D_ACK_COMMITTED, p->end, NULL);
+            }
+        }
+        free_msg(s);
+    }
+    for (size_t i = 0; i < nparts; i++)
+        if (parts[i].open)
+            c2d_sha256_discard(&parts[i].h);
+}
+
+static void test_full_upload(void)
+{
+    const uint16_t chs[] = {3, 7};
+    setup(chs, 2, 4096, 3, 5000000);
+    add_segment(3, 1000, 10 * 4096, 1);
+    add_segment(3, 2000, 5000, 2);
+    add_segment(7, 1000, 10 * 4096 + 17, 3);
+    add_segment(7, 3000, 0, 4); /* empty segment: begin, end */
+    agent_uploader_set_connected(up, 1);
+    int order[256];
+    size_t norder = 0;
+    serve(3, order, &norder, 256);
+    CHECK(wait_queued(0, 2000));
+    CHECK(event_count(AGENT_UP_COMMITTED) == 4);
+    CHECK(event_count(AGENT_UP_REJECTED) == 0);
+    /* Both channels upload at the same time: once both have started, the
+     * counts never drift apart by more than the window. */
+    int c3 = 0, c7 = 0, both = 0, maxdiff = 0;
+    for (size_t i = 0; i < norder && i < 20; i++) {
+        if (order[i] == 3)
+            c3++;
+        else
+            c7++;
+        both |= c3 && c7;
+        int d = c3 > c7 ? c3 - c7 : c7 - c3;
+        if (both && d > maxdiff)
+            maxdiff = d;
+    }
+    CHECK(both);
+    CHECK(maxdiff <= 3);
+    agent_uploader_status st;
+    agent_lane_status lanes[2];
+    CHECK(agent_uploader_get_status(up, &st, lanes, 2) == 2);
+    CHECK(st.segments_committed == 4);
+    CHECK(lanes[0].channel == 3 && lanes[0].committed == 2);
+    teardown();
+}
+
+static void test_resume_and_gap(void)
+{
+    const uint16_t chs[] = {1};
+    setup(chs, 1, 4096, 4, 5000000);
+    add_segment(1, 500, 5 * 4096, 9);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(1, 500, 2000);
+    /* The controller already holds two chunks: resume there. */
+    ack(1, 500, C2D_ACK_OFFSET, 8192, NULL);
+    EXPECT_CHUNK(1, 500, 8192);
+    EXPECT_CHUNK(1, 500, 12288);
+    EXPECT_CHUNK(1, 500, 16384);
+    EXPECT_END(1, 500, 2000);
+    CHECK(event_count(AGENT_UP_RESUMED) == 1);
+    /* The first of those chunks was lost: the rest are refused as gaps, all
+     * with the same offset. Resume once, ignore the echoes. */
+    ack(1, 500, C2D_ACK_REJECTED, 8192, "gap");
+    ack(1, 500, C2D_ACK_REJECTED, 8192, "gap");
+    EXPECT_CHUNK(1, 500, 8192);
+    EXPECT_CHUNK(1, 500, 12288);
+    EXPECT_CHUNK(1, 500, 16384);
+    EXPECT_END(1, 500, 2000);
+    CHECK(next_msg(200) == NULL);
+    CHECK(event_count(AGENT_UP_REJECTED) == 2);
+    /* size_mismatch at end: resume from the offset given. */
+    ack(1, 500, C2D_ACK_REJECTED, 16384, "size_mismatch");
+    EXPECT_CHUNK(1, 500, 16384);
+    EXPECT_END(1, 500, 2000);
+    CHECK(queued(1, 500));
+    ack(1, 500, C2D_ACK_COMMITTED, 5 * 4096, NULL);
+    CHECK(wait_queued(0, 2000));
+    CHECK(event_count(AGENT_UP_COMMITTED) == 1);
+    teardown();
+}
+
+static void test_window_held(void)
+{
+    const uint16_t chs[] = {1, 2};
+    setup(chs, 2, 4096, 2, 5000000);
+    add_segment(1, 10, 8 * 4096, 1);
+    add_segment(2, 10, 8 * 4096, 2);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(1, 10, 2000);
+    EXPECT_BEGIN(2, 10, 2000);
+    ack(1, 10, C2D_ACK_OFFSET, 0, NULL);
+    ack(2, 10, C2D_ACK_OFFSET, 0, NULL);
+    /* Two chunks in flight in total, then nothing until an ack. */
+    int n = 0;
+    sent_msg *s;
+    while ((s = next_msg(300))) {
+        CHECK(s->is_chunk == 1);
+        n++;
+        free_msg(s);
+    }
+    CHECK(n == 2);
+    CHECK(chunks_published == 2);
+    teardown();
+}
+
+static void test_park_and_next(void)
+{
+    const uint16_t chs[] = {4};
+    setup(chs, 1, 4096, 4, 5000000);
+    add_segment(4, 100, 1000, 1);
+    add_segment(4, 200, 1000, 2);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(4, 100, 2000);
+    ack(4, 100, C2D_ACK_REJECTED, 0, "conflict");
+    /* Parked: stays in the spool, the channel moves on. */
+    EXPECT_BEGIN(4, 200, 2000);
+    CHECK(event_count(AGENT_UP_PARKED) == 1);
+    CHECK(queued(4, 100));
+    ack(4, 200, C2D_ACK_DUPLICATE, 1000, NULL);
+    CHECK(wait_queued(1, 2000));
+    CHECK(queued(4, 100));
+    CHECK(event_count(AGENT_UP_DUPLICATE) == 1);
+    /* The parked one is not tried again in this run. */
+    CHECK(next_msg(600) == NULL);
+    agent_uploader_status st;
+    agent_uploader_get_status(up, &st, NULL, 0);
+    CHECK(st.parked == 1 && !st.busy);
+    teardown();
+}
+
+static void test_hash_mismatch(void)
+{
+    const uint16_t chs[] = {5};
+    setup(chs, 1, 4096, 4, 5000000);
+    add_segment(5, 100, 3000, 1);
+    add_segment(5, 200, 3000, 2);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(5, 100, 2000);
+    ack(5, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(5, 100, 0);
+    EXPECT_END(5, 100, 2000);
+    /* Own file intact: start over, at most AGENT_UPLOADER_HASH_RETRIES times. */
+    for (int i = 0; i < AGENT_UPLOADER_HASH_RETRIES; i++) {
+        ack(5, 100, C2D_ACK_REJECTED, 0, "hash_mismatch");
+        EXPECT_BEGIN(5, 100, 2000);
+        ack(5, 100, C2D_ACK_OFFSET, 0, NULL);
+        EXPECT_CHUNK(5, 100, 0);
+        EXPECT_END(5, 100, 2000);
+    }
+    ack(5, 100, C2D_ACK_REJECTED, 0, "hash_mismatch");
+    EXPECT_BEGIN(5, 200, 2000); /* parked; next segment */
+    CHECK(event_count(AGENT_UP_PARKED) == 1);
+    CHECK(queued(5, 100));
+
+    /* Own file corrupt: dropped from the spool. */
+    char path[1024];
+    CHECK(agent_spool_path(spool, 5, 200, path, sizeof(path)) == 0);
+    int fd = open(path, O_WRONLY);
+    CHECK(fd >= 0 && pwrite(fd, "X", 1, 10) == 1);
+    close(fd);
+    ack(5, 200, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(5, 200, 0);
+    EXPECT_END(5, 200, 2000);
+    ack(5, 200, C2D_ACK_REJECTED, 0, "hash_mismatch");
+    CHECK(wait_queued(1, 2000));
+    CHECK(!queued(5, 200));
+    CHECK(event_count(AGENT_UP_DROPPED) == 1);
+    teardown();
+}
+
+static void test_timeout_reconnect_storage(void)
+{
+    const uint16_t chs[] = {6};
+    setup(chs, 1, 4096, 4, 300000);
+    add_segment(6, 100, 10000, 1);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(6, 100, 2000);
+    /* No answer: begin again after the ack timeout (300 ms). */
+    int64_t t0 = c2d_mono_us();
+    EXPECT_BEGIN(6, 100, 2000);
+    int64_t dt = c2d_mono_us() - t0;
+    CHECK(dt >= 250000 && dt < 1500000);
+    CHECK(event_count(AGENT_UP_TIMEOUT) == 1);
+    ack(6, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(6, 100, 0);
+    EXPECT_CHUNK(6, 100, 4096);
+    EXPECT_CHUNK(6, 100, 8192);
+    EXPECT_END(6, 100, 2000);
+
+    /* Disconnected: nothing is sent; on reconnect, begin again. */
+    agent_uploader_set_connected(up, 0);
+    CHECK(next_msg(500) == NULL);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(6, 100, 2000);
+    ack(6, 100, C2D_ACK_OFFSET, 10000, NULL); /* everything arrived already */
+    EXPECT_END(6, 100, 2000);
+
+    /* storage: back off (1 s), then begin again. */
+    ack(6, 100, C2D_ACK_REJECTED, 0, "storage");
+    t0 = c2d_mono_us();
+    EXPECT_BEGIN(6, 100, 3000);
+    dt = c2d_mono_us() - t0;
+    CHECK(dt >= 900000);
+    /* unknown_segment for an end: begin again at once. */
+    ack(6, 100, C2D_ACK_OFFSET, 10000, NULL);
+    EXPECT_END(6, 100, 2000);
+    ack(6, 100, C2D_ACK_REJECTED, 10000, "unknown_segment");
+    EXPECT_BEGIN(6, 100, 2000);
+    ack(6, 100, C2D_ACK_COMMITTED, 10000, NULL);
+    CHECK(wait_queued(0, 2000));
+    /* Stale and invalid acks are harmless. */
+    ack(6, 100, C2D_ACK_COMMITTED, 10000, NULL);
+    CHECK(agent_uploader_on_ack(up, "nope", 4) == -1);
+    usleep(100000);
+    agent_uploader_status st;
+    agent_uploader_get_status(up, &st, NULL, 0);
+    CHECK(st.acks_invalid == 1);
+    CHECK(st.acks_stale >= 1);
+    teardown();
+}
+
+static void test_rate_limit(void)
+{
+    const uint16_t chs[] = {1};
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/%d", root, ++fixture_no);
+    if (agent_spool_open(dir, 1u << 30, &spool) != 0)
+        abort();
+    agent_uploader_cfg cfg = {
+        .spool = spool,
+        .channels = chs,
+        .n_channels = 1,
+        .chunk_bytes = 4096,
+        .window_chunks = 64,
+        .rate_limit_bps = 40000,
+        .ack_timeout_us = 5000000,
+        .publish = fake_publish,
+    };
+    CHECK(agent_uploader_start(&cfg, &up) == 0);
+    add_segment(1, 1, 40 * 4096, 1);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(1, 1, 2000);
+    ack(1, 1, C2D_ACK_OFFSET, 0, NULL);
+    int64_t t0 = c2d_mono_us();
+    uint64_t bytes = 0;
+    while (c2d_mono_us() - t0 < 1000000) {
+        sent_msg *s = next_msg(100);
+        if (s && s->is_chunk == 1) {
+            bytes += s->len;
+            ack(1, 1, C2D_ACK_OFFSET, s->c.offset + s->c.length, NULL);
+        }
+        free_msg(s);
+    }
+    /* One second at 40 kB/s plus the initial bucket of one frame. */
+    CHECK(bytes >= 30000 && bytes <= 40000 + 2 * 4128);
+    teardown();
+}
+
+static void test_bad_cfg(void)
+{
+    agent_uploader_cfg cfg = {0};
+    agent_uploader *u = NULL;
+    CHECK(agent_uploader_start(&cfg, &u) == -EINVAL);
+    agent_uploader_stop(NULL);
+}
+
+int main(void)
+{
+    snprintf(root, sizeof(root), "/tmp/c2d-test-uploader-XXXXXX");
+    if (!mkdtemp(root)) {
+        perror("mkdtemp");
+        return 1;
+    }
+    test_bad_cfg();
+    test_full_upload();
+    test_resume_and_gap();
+    test_window_held();
+    test_park_and_next();
+    test_hash_mismatch();
+    test_timeout_reconnect_storage();
+    test_rate_limit();
+    nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    if (failures) {
+        fprintf(stderr, "%d check(s) failed\n", failures);
+        return 1;
+    }
+    printf("ok\n");
+    return 0;
+}

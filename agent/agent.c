@@ -2,6 +2,7 @@
 
 #include "agent/channel.h"
 #include "agent/spool.h"
+#include "agent/upload_sched.h"
 #include "agent/uploader.h"
 #include "common/c2d_fs.h"
 #include "common/c2d_log.h"
@@ -71,6 +72,10 @@ struct agent {
     atomic_int stopping;
     atomic_int offline_mid;
     atomic_int offline_acked;
+    atomic_int net_died;      /* libmosquitto's network thread has exited */
+    atomic_int net_connected; /* a connect since the last network restart */
+    int net_restarts;
+    int64_t net_restart_at_us;
 
     int64_t started_us;
     int64_t last_state_us;
@@ -403,10 +408,39 @@ static void on_upload_event(void *ctx, const agent_upload_event *ev)
 
 /* ---- mosquitto callbacks (network thread) ------------------------------ */
 
+/* libmosquitto 2.0.11's mosquitto_loop_forever (the thread of
+ * mosquitto_loop_start) returns for good on "fatal" errors, and with
+ * OpenSSL 3 a broker that dies without closing TLS ("unexpected eof") is
+ * one: the agent would never reconnect. The network thread marks itself
+ * with a thread-specific value whose destructor runs when it exits; agent_run
+ * then joins it and starts a new one, which reconnects. */
+static pthread_key_t net_key;
+static pthread_once_t net_key_once = PTHREAD_ONCE_INIT;
+
+static void net_thread_exit(void *p)
+{
+    agent *a = p;
+    atomic_store(&a->net_died, 1);
+}
+
+static void net_key_create(void)
+{
+    pthread_key_create(&net_key, net_thread_exit);
+}
+
+/* Called from the callbacks that only the network thread runs in threaded
+ * mode (connect, disconnect, message, publish acknowledged). */
+static void mark_net_thread(agent *a)
+{
+    if (pthread_getspecific(net_key) != a)
+        pthread_setspecific(net_key, a);
+}
+
 static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
                        const mosquitto_property *props)
 {
     agent *a = obj;
+    mark_net_thread(a);
     if (rc != 0) {
         c2d_warn("broker %s:%lld refused the connection: %s", a->cfg->broker.host,
                  (long long)a->cfg->broker.port, mosquitto_reason_string(rc));
@@ -417,6 +451,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
     if (src != MOSQ_ERR_SUCCESS)
         c2d_err("cannot subscribe to %s: %s", a->ack_topic, mosquitto_strerror(src));
     atomic_store(&a->connected, 1);
+    atomic_store(&a->net_connected, 1);
     atomic_store(&a->state_due, 1);
     pthread_mutex_lock(&a->up_mu);
     if (a->up)
@@ -427,6 +462,7 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
 static void on_disconnect(struct mosquitto *m, void *obj, int rc, const mosquitto_property *props)
 {
     agent *a = obj;
+    mark_net_thread(a);
     atomic_store(&a->connected, 0);
     pthread_mutex_lock(&a->up_mu);
     if (a->up)
@@ -440,6 +476,7 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
                        const mosquitto_property *props)
 {
     agent *a = obj;
+    mark_net_thread(a);
     if (!msg->topic || strcmp(msg->topic, a->ack_topic) != 0 || msg->payloadlen < 0)
         return;
     pthread_mutex_lock(&a->up_mu);
@@ -450,10 +487,19 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
                   msg->payloadlen > 200 ? 200 : msg->payloadlen, (const char *)msg->payload);
 }
 
+static void on_mqtt_log(struct mosquitto *m, void *obj, int level, const char *text)
+{
+    if (level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING))
+        c2d_warn("mqtt: %s", text);
+    else
+        c2d_debug("mqtt: %s", text);
+}
+
 static void on_publish(struct mosquitto *m, void *obj, int mid, int rc,
                        const mosquitto_property *props)
 {
     agent *a = obj;
+    mark_net_thread(a);
     if (mid == atomic_load(&a->offline_mid))
         atomic_store(&a->offline_acked, 1);
 }
@@ -473,6 +519,9 @@ int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen)
     atomic_init(&a->stopping, 0);
     atomic_init(&a->offline_mid, -1);
     atomic_init(&a->offline_acked, 0);
+    atomic_init(&a->net_died, 0);
+    atomic_init(&a->net_connected, 0);
+    pthread_once(&net_key_once, net_key_create);
     pthread_mutex_init(&a->up_mu, NULL);
 
     if (c2d_topic_format(a->seg_topic, sizeof(a->seg_topic), cfg->device_id, C2D_TOPIC_SEG) ||
@@ -520,6 +569,7 @@ int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen)
     mosquitto_disconnect_v5_callback_set(a->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(a->mosq, on_message);
     mosquitto_publish_v5_callback_set(a->mosq, on_publish);
+    mosquitto_log_callback_set(a->mosq, on_mqtt_log);
 
     a->channels = calloc(cfg->n_channels, sizeof(*a->channels));
     a->ids = calloc(cfg->n_channels, sizeof(*a->ids));
@@ -594,6 +644,31 @@ int agent_start(agent *a, char *err, size_t errlen)
     return 0;
 }
 
+/* Restarts libmosquitto's network thread if it gave up (see net_key). */
+static void watch_network(agent *a, int64_t now)
+{
+    if (atomic_exchange(&a->net_connected, 0))
+        a->net_restarts = 0;
+    if (a->loop_started && atomic_load(&a->net_died)) {
+        c2d_warn("MQTT network thread ended; restarting it");
+        mosquitto_loop_stop(a->mosq, false); /* joins the finished thread */
+        a->loop_started = 0;
+        a->net_restarts++;
+        a->net_restart_at_us = now + agent_backoff_us((unsigned)a->net_restarts, RECONNECT_MAX_S);
+    }
+    if (!a->loop_started && a->net_restart_at_us && now >= a->net_restart_at_us) {
+        atomic_store(&a->net_died, 0);
+        int rc = mosquitto_loop_start(a->mosq);
+        if (rc == MOSQ_ERR_SUCCESS) {
+            a->loop_started = 1;
+            a->net_restart_at_us = 0;
+        } else {
+            c2d_err("cannot restart the MQTT thread: %s", mosquitto_strerror(rc));
+            a->net_restart_at_us = now + RECONNECT_MAX_S * 1000000LL;
+        }
+    }
+}
+
 /* Every channel has read its source to the end. */
 static int all_finished(const agent *a, const snapshot *s)
 {
@@ -623,6 +698,8 @@ int agent_run(agent *a, int exit_when_done, volatile sig_atomic_t *stop)
             publish_state(a, s, now);
             a->last_sig = sig;
         }
+
+        watch_network(a, now);
 
         if (exit_when_done && all_finished(a, s)) {
             if (s->spool.queued_segments == 0) {
@@ -655,18 +732,21 @@ void agent_free(agent *a)
     if (!a)
         return;
     atomic_store(&a->stopping, 1);
+    c2d_debug("stopping channels");
     if (a->channels) {
         for (size_t i = 0; i < a->n_channels; i++)
             agent_channel_stop(a->channels[i]);
         free(a->channels);
         a->channels = NULL;
     }
+    c2d_debug("stopping the uploader");
     pthread_mutex_lock(&a->up_mu);
     agent_uploader *up = a->up;
     a->up = NULL;
     pthread_mutex_unlock(&a->up_mu);
     agent_uploader_stop(up);
 
+    c2d_debug("disconnecting");
     if (a->loop_started) {
         if (atomic_load(&a->connected)) {
             int mid = -1;
@@ -682,9 +762,13 @@ void agent_free(agent *a)
                     sleep_ms(20);
             }
         }
+        int was_connected = atomic_load(&a->connected);
         mosquitto_disconnect_v5(a->mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
-        mosquitto_loop_stop(a->mosq, false);
+        /* Not connected, the thread may sleep out a reconnect delay of up
+         * to RECONNECT_MAX_S before it sees the request: cancel it. */
+        mosquitto_loop_stop(a->mosq, !was_connected);
     }
+    c2d_debug("closing the spool");
     if (a->mosq)
         mosquitto_destroy(a->mosq);
     agent_spool_free(a->spool);

@@ -12,11 +12,19 @@
 #include "agent/config.h"
 #include "common/c2d_log.h"
 
+#include <malloc.h>
 #include <mosquitto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* glibc gives every thread that allocates its own malloc arena (up to 8 per
+ * core), each holding ~1.5 MiB of its own free memory: with 16 channel
+ * threads that is most of the agent's private memory. Two arenas measured
+ * 8 MiB less RSS with 16 channels; the threads allocate rarely enough that
+ * sharing costs nothing. */
+#define MALLOC_ARENAS 2
 
 static volatile sig_atomic_t stop_requested;
 
@@ -97,6 +105,7 @@ int main(int argc, char **argv)
     const char *cmd = "run", *config = NULL;
     int exit_when_done = 0, verbose = 0, i = 1;
     c2d_log_set_name("c2d-agent");
+    mallopt(M_ARENA_MAX, MALLOC_ARENAS);
 
     if (i < argc && argv[i][0] != '-') {
         cmd = argv[i++];

@@ -702,7 +702,16 @@ static int keep_file(const char *src, const char *keep_dir, uint16_t ch, int64_t
     int rc = c2d_mkdirs(dir, SPOOL_DIR_MODE);
     if (rc != 0)
         return rc;
-    if (rename(src, dst) == 0)
+    /* A hard link, not a rename: the spool file must stay until the queue
+     * record is gone, or a kill in between would lose the kept copy. */
+    rc = link(src, dst);
+    if (rc != 0 && errno == EEXIST) {
+        /* Left by a kill after the link and before the record went. */
+        if (unlink(dst) != 0)
+            return -errno;
+        rc = link(src, dst);
+    }
+    if (rc == 0)
         return c2d_fsync_dir(dir);
     if (errno != EXDEV)
         return -errno;
@@ -748,6 +757,11 @@ int agent_spool_remove(agent_spool *sp, uint16_t ch, int64_t start_us, const cha
     int rc = seg_path(sp, ch, start_us, path, sizeof(path));
     if (rc != 0)
         return rc;
+    /* Copy first (testing aid), so the kept file exists before the record
+     * goes away. */
+    if (keep_dir && keep_dir[0] && access(path, F_OK) == 0 &&
+        (rc = keep_file(path, keep_dir, ch, start_us)) != 0)
+        return rc;
     MDB_txn *txn;
     if ((rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, 0, &txn))) != 0)
         return rc;
@@ -772,8 +786,6 @@ int agent_spool_remove(agent_spool *sp, uint16_t ch, int64_t start_us, const cha
         return rc;
     /* The record is gone; a file left behind by a failure below is an
      * orphan that the next open deletes. */
-    if (keep_dir && keep_dir[0])
-        return keep_file(path, keep_dir, ch, start_us);
     if (unlink(path) != 0 && errno != ENOENT)
         return -errno;
     return 0;

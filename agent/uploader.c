@@ -529,8 +529,9 @@ static void handle_ack(agent_uploader *up, const c2d_msg *m, int64_t now)
                 l->sent = off;
             if (l->sent == l->seg.size)
                 do_end(up, l, now);
-        }
-        /* END, BACKOFF: an offset for chunks already accounted for. */
+        } else if (l->phase == AGENT_LANE_END && off > l->confirmed)
+            l->confirmed = off; /* acks for the last chunks, after end went out */
+        /* BACKOFF: an offset from before; the next begin asks again. */
         break;
     case C2D_ACK_COMMITTED:
     case C2D_ACK_DUPLICATE:

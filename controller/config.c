@@ -16,8 +16,10 @@
 #define MAP_BYTES_MIN (INT64_C(1) << 20)
 #define MAP_BYTES_MAX (INT64_C(1) << 40)
 
-#define F(key, type, field, req, min, max, di, ds)                                             \
-    {key, type, offsetof(ctl_config, field), req, min, max, di, ds}
+#define F(key, type, field, req, min, max, di, ds)                                                 \
+    {                                                                                              \
+        key, type, offsetof(ctl_config, field), req, min, max, di, ds                              \
+    }
 static const c2d_cfg_field fields[] = {
     F("data_dir", C2D_CFG_STRING, data_dir, 0, 0, 0, 0, "/var/lib/c2d-controller"),
     F("broker", C2D_CFG_SKIP, broker, 1, 0, 0, 0, NULL),
@@ -69,8 +71,8 @@ int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
         snprintf(err, errlen, "%s: key \"data_dir\" must not be empty", path);
         goto fail;
     }
-    if (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path, &c.broker,
-                            err, errlen) != 0)
+    if (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path, &c.broker, err,
+                            errlen) != 0)
         goto fail;
     static const struct {
         const char *key;

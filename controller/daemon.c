@@ -25,8 +25,8 @@ struct ctl_daemon {
     struct mosquitto *mosq;
     const c2d_broker_cfg *broker;
     ctl_ingest *ing;
-    int connected;   /* socket up (CONNACK may still be pending) */
-    int session_ok;  /* CONNACK success seen since the last connect */
+    int connected;  /* socket up (CONNACK may still be pending) */
+    int session_ok; /* CONNACK success seen since the last connect */
     int backoff_ms;
     int ever_connected;
 };
@@ -217,8 +217,8 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
                          rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc),
                          d->backoff_ms);
                 nap(d->backoff_ms, stop);
-                d->backoff_ms = d->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS
-                                                                       : d->backoff_ms * 2;
+                d->backoff_ms =
+                    d->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : d->backoff_ms * 2;
                 continue;
             }
         }
@@ -233,8 +233,8 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
         d->connected = 0;
         nap(d->backoff_ms, stop);
         if (!d->session_ok)
-            d->backoff_ms = d->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS
-                                                                   : d->backoff_ms * 2;
+            d->backoff_ms =
+                d->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : d->backoff_ms * 2;
         d->session_ok = 0;
     }
     if (d->connected) {

@@ -1,7 +1,7 @@
 #include "controller/ingest.h"
 
-#include "common/c2d_hash.h"
 #include "common/c2d_time.h"
+#include "controller/digest.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -27,7 +27,7 @@ typedef struct entry {
     ctl_seg_key key;
     ctl_partial_rec begin; /* what the device declared */
     uint64_t held;         /* bytes [0, held) are in the partial file */
-    c2d_sha256 hash;       /* over [0, held) */
+    ctl_sha256 *hash;      /* over [0, held) */
     int fd;                /* -1 while closed by the descriptor LRU */
     struct entry *hnext;
     struct entry *prev, *next; /* LRU, head = most recently used */
@@ -121,16 +121,16 @@ static void drop(ctl_ingest *ing, entry *e)
     *pp = e->hnext;
     lru_unlink(ing, e);
     close_fd(ing, e);
-    c2d_sha256_discard(&e->hash);
+    ctl_sha256_free(e->hash);
     ing->n_entries--;
     free(e);
 }
 
 /* Adds an upload whose partial file is open as fd and holds [0, held),
- * hashed into *hash (taken over). Evicts the least recently used upload
- * when at the limit. */
+ * hashed into hash (taken over on success). Evicts the least recently used
+ * upload when at the limit. */
 static entry *add(ctl_ingest *ing, const ctl_seg_key *key, const ctl_partial_rec *begin, int fd,
-                  uint64_t held, c2d_sha256 *hash)
+                  uint64_t held, ctl_sha256 *hash)
 {
     entry *e = calloc(1, sizeof(*e));
     if (!e)
@@ -140,7 +140,7 @@ static entry *add(ctl_ingest *ing, const ctl_seg_key *key, const ctl_partial_rec
     e->key = *key;
     e->begin = *begin;
     e->held = held;
-    e->hash = *hash;
+    e->hash = hash;
     e->fd = fd;
     size_t b = key_hash(key);
     e->hnext = ing->buckets[b];
@@ -178,7 +178,7 @@ static int ensure_fd(ctl_ingest *ing, entry *e)
 }
 
 /* Hashes [0, len) of fd into h. */
-static int hash_fd(ctl_ingest *ing, int fd, uint64_t len, c2d_sha256 *h)
+static int hash_fd(ctl_ingest *ing, int fd, uint64_t len, ctl_sha256 *h)
 {
     uint64_t off = 0;
     while (off < len) {
@@ -188,7 +188,7 @@ static int hash_fd(ctl_ingest *ing, int fd, uint64_t len, c2d_sha256 *h)
             continue;
         if (r <= 0)
             return r < 0 ? -errno : -EIO;
-        c2d_sha256_update(h, ing->scratch, (size_t)r);
+        ctl_sha256_update(h, ing->scratch, (size_t)r);
         off += (uint64_t)r;
     }
     return 0;
@@ -246,16 +246,15 @@ static int load(ctl_ingest *ing, const ctl_seg_key *key, const ctl_partial_rec *
         }
         size = rec->size;
     }
-    c2d_sha256 h;
-    c2d_sha256_init(&h);
-    if ((rc = hash_fd(ing, fd, size, &h)) != 0) {
-        c2d_sha256_discard(&h);
+    ctl_sha256 *h = NULL;
+    if ((rc = ctl_sha256_new(&h)) != 0 || (rc = hash_fd(ing, fd, size, h)) != 0) {
+        ctl_sha256_free(h);
         close(fd);
         return rc;
     }
-    entry *e = add(ing, key, rec, fd, size, &h);
+    entry *e = add(ing, key, rec, fd, size, h);
     if (!e) {
-        c2d_sha256_discard(&h);
+        ctl_sha256_free(h);
         close(fd);
         return -ENOMEM;
     }
@@ -413,11 +412,10 @@ static int start_upload(ctl_ingest *ing, const ctl_seg_key *key, const c2d_msg *
         ctl_ledger_del_partial(ing->ledger, key);
         return rc;
     }
-    c2d_sha256 h;
-    c2d_sha256_init(&h);
-    entry *e = add(ing, key, &rec, fd, 0, &h);
-    if (!e) {
-        c2d_sha256_discard(&h);
+    ctl_sha256 *h = NULL;
+    entry *e = NULL;
+    if (ctl_sha256_new(&h) != 0 || !(e = add(ing, key, &rec, fd, 0, h))) {
+        ctl_sha256_free(h);
         close(fd);
         return -ENOMEM;
     }
@@ -454,8 +452,10 @@ static ctl_ingest_result on_begin(reply_ctx *r, const c2d_msg *m)
             detail(ing, "already stored as %s", seg.path);
             return ack(r, ch, start, C2D_ACK_DUPLICATE, seg.size, NULL);
         }
-        detail(ing, "stored segment has size %" PRIu64 " sha256 %.12s..., begin declares %" PRIu64
-               " sha256 %.12s...", seg.size, seg.sha256, m->size, m->sha256);
+        detail(ing,
+               "stored segment has size %" PRIu64 " sha256 %.12s..., begin declares %" PRIu64
+               " sha256 %.12s...",
+               seg.size, seg.sha256, m->size, m->sha256);
         return reject(r, ch, start, 0, "conflict");
     }
     if (rc != -ENOENT)
@@ -528,8 +528,10 @@ static ctl_ingest_result on_chunk(reply_ctx *r, const uint8_t *buf, size_t len)
         ctl_segment_rec seg;
         if (ctl_ledger_get_segment(ing->ledger, &key, &seg) == 0 &&
             c.offset + c.length <= seg.size) {
-            detail(ing, "chunk at %" PRIu64 " for committed segment ch %u start %" PRId64
-                   " ignored (redelivery)", c.offset, ch, start);
+            detail(ing,
+                   "chunk at %" PRIu64 " for committed segment ch %u start %" PRId64
+                   " ignored (redelivery)",
+                   c.offset, ch, start);
             return ignore(r);
         }
         detail(ing, "chunk at %" PRIu64 " without a begin", c.offset);
@@ -561,8 +563,8 @@ static ctl_ingest_result on_chunk(reply_ctx *r, const uint8_t *buf, size_t len)
             if (rc < 0)
                 goto storage;
             if (rc == 1) {
-                detail(ing, "chunk [%" PRIu64 ", %" PRIu64 ") already held (redelivery)",
-                       c.offset, end);
+                detail(ing, "chunk [%" PRIu64 ", %" PRIu64 ") already held (redelivery)", c.offset,
+                       end);
                 return ignore(r);
             }
         }
@@ -576,7 +578,7 @@ static ctl_ingest_result on_chunk(reply_ctx *r, const uint8_t *buf, size_t len)
             close_fd(ing, e); /* reopened (and checked) on the next chunk */
         goto storage;
     }
-    c2d_sha256_update(&e->hash, c.data, c.length);
+    ctl_sha256_update(e->hash, c.data, c.length);
     e->held = end;
     ing->detail[0] = '\0';
     return ack(r, ch, start, C2D_ACK_OFFSET, e->held, NULL);
@@ -622,11 +624,9 @@ static ctl_ingest_result on_end(reply_ctx *r, const c2d_msg *m)
         return reject(r, ch, start, e->held, "size_mismatch");
     }
     /* Finish a copy: the upload keeps its state if the commit fails. */
-    c2d_sha256 h;
     char hex[65];
-    mbedtls_sha256_init(&h.ctx);
-    mbedtls_sha256_clone(&h.ctx, &e->hash.ctx);
-    c2d_sha256_final_hex(&h, hex);
+    if ((rc = ctl_sha256_peek_hex(e->hash, hex)) != 0)
+        goto storage;
     if (strcmp(hex, e->begin.sha256) != 0) {
         detail(ing, "received bytes hash to %.16s..., begin declared %.16s...; upload discarded",
                hex, e->begin.sha256);
@@ -724,9 +724,12 @@ ctl_ingest_result ctl_ingest_handle(ctl_ingest *ing, const char *device, const u
         return reject(&r, ch, start, 0, c2d_reason(st));
     }
     switch (m.type) {
-    case C2D_MSG_BEGIN: return on_begin(&r, &m);
-    case C2D_MSG_END: return on_end(&r, &m);
-    case C2D_MSG_ACK: break;
+    case C2D_MSG_BEGIN:
+        return on_begin(&r, &m);
+    case C2D_MSG_END:
+        return on_end(&r, &m);
+    case C2D_MSG_ACK:
+        break;
     }
     detail(ing, "control message of type \"%s\" on the seg topic", "ack");
     return reject(&r, m.channel, m.start_us, 0, "unknown_type");
@@ -827,13 +830,16 @@ static int rec_fix_record(ctl_ingest *ing, const ctl_seg_key *key, const ctl_par
     ctl_segment_rec seg;
     if (ctl_ledger_get_segment(ing->ledger, key, &seg) != 0 &&
         ctl_store_open(ing->store, key, &fd, &size) == 0) {
-        c2d_sha256 h;
+        ctl_sha256 *h = NULL;
         char hex[65];
-        c2d_sha256_init(&h);
-        rc = size == pr->size ? hash_fd(ing, fd, size, &h) : -EIO;
+        rc = size != pr->size ? -EIO : ctl_sha256_new(&h);
+        if (rc == 0)
+            rc = hash_fd(ing, fd, size, h);
+        if (rc == 0)
+            rc = ctl_sha256_peek_hex(h, hex);
+        ctl_sha256_free(h);
         close(fd);
         if (rc == 0) {
-            c2d_sha256_final_hex(&h, hex);
             if (strcmp(hex, pr->sha256) == 0) {
                 memset(&seg, 0, sizeof(seg));
                 seg.duration_us = pr->duration_us;
@@ -847,8 +853,6 @@ static int rec_fix_record(ctl_ingest *ing, const ctl_seg_key *key, const ctl_par
                 rec->segments_recovered++;
                 return 0;
             }
-        } else {
-            c2d_sha256_discard(&h);
         }
     }
     rc = ctl_ledger_del_partial(ing->ledger, key);

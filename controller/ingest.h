@@ -68,14 +68,14 @@ int ctl_ingest_new(ctl_ledger *ledger, ctl_store *store, const ctl_ingest_limits
 void ctl_ingest_free(ctl_ingest *ing);
 
 typedef struct {
-    uint64_t partials;               /* uploads in progress, resumable */
-    uint64_t partial_files_deleted;  /* partial files without a record */
+    uint64_t partials;                /* uploads in progress, resumable */
+    uint64_t partial_files_deleted;   /* partial files without a record */
     uint64_t partial_records_dropped; /* records whose file is gone */
-    uint64_t segments_recovered;     /* moved into the store but not committed
-                                        before a crash; committed now */
-    uint64_t store_orphans;          /* stored files without a ledger record:
-                                        left alone for a later fsck */
-    uint64_t skipped_names;          /* files with names the store never makes */
+    uint64_t segments_recovered;      /* moved into the store but not committed
+                                         before a crash; committed now */
+    uint64_t store_orphans;           /* stored files without a ledger record:
+                                         left alone for a later fsck */
+    uint64_t skipped_names;           /* files with names the store never makes */
 } ctl_recovery;
 
 /* Brings disk and ledger into agreement after a start: deletes partial files

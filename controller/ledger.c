@@ -26,11 +26,16 @@ struct ctl_ledger {
 static int lerr(int rc)
 {
     switch (rc) {
-    case MDB_SUCCESS: return 0;
-    case MDB_NOTFOUND: return -ENOENT;
-    case MDB_MAP_FULL: return -ENOSPC;
-    case MDB_KEYEXIST: return -EEXIST;
-    default: return rc > 0 ? -rc : -EIO;
+    case MDB_SUCCESS:
+        return 0;
+    case MDB_NOTFOUND:
+        return -ENOENT;
+    case MDB_MAP_FULL:
+        return -ENOSPC;
+    case MDB_KEYEXIST:
+        return -EEXIST;
+    default:
+        return rc > 0 ? -rc : -EIO;
     }
 }
 

@@ -8,6 +8,7 @@
 #include "common/c2d_log.h"
 #include "controller/config.h"
 #include "controller/daemon.h"
+#include "controller/digest.h"
 #include "controller/ingest.h"
 #include "controller/ledger.h"
 #include "controller/report.h"
@@ -73,8 +74,9 @@ static int run(const ctl_config *cfg)
         c2d_err("recovering %s: %s", cfg->data_dir, strerror(-rc));
         goto out;
     }
-    c2d_info("data %s: %" PRIu64 " uploads in progress, %" PRIu64 " stray partial files deleted, %" PRIu64
-             " partial records dropped, %" PRIu64 " interrupted commits completed",
+    c2d_info("data %s: %" PRIu64 " uploads in progress, %" PRIu64
+             " stray partial files deleted, %" PRIu64 " partial records dropped, %" PRIu64
+             " interrupted commits completed",
              cfg->data_dir, rec.partials, rec.partial_files_deleted, rec.partial_records_dropped,
              rec.segments_recovered);
     if (rec.store_orphans || rec.skipped_names)
@@ -93,10 +95,11 @@ static int run(const ctl_config *cfg)
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
-    c2d_info("serving %s:%" PRId64 " as %s, max_segment_bytes %" PRId64 ", max_channels %" PRId64,
+    c2d_info("serving %s:%" PRId64 " as %s, max_segment_bytes %" PRId64 ", max_channels %" PRId64
+             ", SHA-256 by %s",
              cfg->broker.host, cfg->broker.port,
              cfg->broker.client_id ? cfg->broker.client_id : CTL_DEFAULT_CLIENT_ID,
-             cfg->max_segment_bytes, cfg->max_channels);
+             cfg->max_segment_bytes, cfg->max_channels, ctl_sha256_impl());
     ctl_daemon_run(d, &stop_requested);
     c2d_info("stopping");
     status = 0;
@@ -119,7 +122,8 @@ static int report(const ctl_config *cfg, int segments, int json)
         c2d_err("ledger %s: %s", path, strerror(-rc));
         return 1;
     }
-    rc = segments ? ctl_report_segments(ledger, stdout, json) : ctl_report_usage(ledger, stdout, json);
+    rc = segments ? ctl_report_segments(ledger, stdout, json)
+                  : ctl_report_usage(ledger, stdout, json);
     ctl_ledger_free(ledger);
     if (rc != 0) {
         c2d_err("reading ledger %s: %s", path, strerror(-rc));
@@ -138,19 +142,31 @@ int main(int argc, char **argv)
         argc--;
     }
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
-        {"verbose", no_argument, NULL, 'v'},      {"help", no_argument, NULL, 'h'},
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL;
     int json = 0, verbose = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (c) {
-        case 'c': config = optarg; break;
-        case 'j': json = 1; break;
-        case 'v': verbose = 1; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return EXIT_USAGE;
+        case 'c':
+            config = optarg;
+            break;
+        case 'j':
+            json = 1;
+            break;
+        case 'v':
+            verbose = 1;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
         }
     }
     int is_run = strcmp(cmd, "run") == 0;

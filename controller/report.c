@@ -54,8 +54,7 @@ static int usage_row(void *ud, const char *device, uint16_t channel, const ctl_u
         return 0;
     }
     cJSON *o = cJSON_CreateObject();
-    if (o && (!cJSON_AddStringToObject(o, "device", device) ||
-              !add_int(o, "channel", channel) ||
+    if (o && (!cJSON_AddStringToObject(o, "device", device) || !add_int(o, "channel", channel) ||
               !add_uint(o, "bytes", rec->bytes) || !add_uint(o, "segments", rec->segments))) {
         cJSON_Delete(o);
         o = NULL;
@@ -85,16 +84,14 @@ static int segment_row(void *ud, const ctl_seg_key *key, const ctl_segment_rec *
 {
     report_ctx *x = ud;
     if (!x->json) {
-        fprintf(x->out, "%-24s %5u %19" PRId64 " %12" PRId64 " %12" PRIu64 " %s %s\n",
-                key->device, key->channel, key->start_us, rec->duration_us, rec->size,
-                rec->sha256, rec->path);
+        fprintf(x->out, "%-24s %5u %19" PRId64 " %12" PRId64 " %12" PRIu64 " %s %s\n", key->device,
+                key->channel, key->start_us, rec->duration_us, rec->size, rec->sha256, rec->path);
         x->n++;
         return 0;
     }
     cJSON *o = cJSON_CreateObject();
     if (o && (!cJSON_AddStringToObject(o, "device", key->device) ||
-              !add_int(o, "channel", key->channel) ||
-              !add_int(o, "start_us", key->start_us) ||
+              !add_int(o, "channel", key->channel) || !add_int(o, "start_us", key->start_us) ||
               !add_int(o, "duration_us", rec->duration_us) || !add_uint(o, "size", rec->size) ||
               !cJSON_AddStringToObject(o, "sha256", rec->sha256) ||
               !cJSON_AddStringToObject(o, "path", rec->path))) {

@@ -5,8 +5,7 @@
 
 int ctl_seg_key_valid(const ctl_seg_key *key)
 {
-    return key && key->start_us >= 0 &&
-           memchr(key->device, '\0', sizeof(key->device)) != NULL &&
+    return key && key->start_us >= 0 && memchr(key->device, '\0', sizeof(key->device)) != NULL &&
            c2d_device_id_valid(key->device);
 }
 

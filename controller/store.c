@@ -291,8 +291,8 @@ void ctl_store_free(ctl_store *st)
     free(st);
 }
 
-int ctl_store_partial_open(ctl_store *st, const ctl_seg_key *key, int create, int truncate,
-                           int *fd, uint64_t *size)
+int ctl_store_partial_open(ctl_store *st, const ctl_seg_key *key, int create, int truncate, int *fd,
+                           uint64_t *size)
 {
     if (!ctl_seg_key_valid(key))
         return -EINVAL;
@@ -397,5 +397,5 @@ int ctl_store_delete(ctl_store *st, const ctl_seg_key *key)
 
 int ctl_store_foreach(ctl_store *st, ctl_store_visit visit, void *ud, uint64_t *skipped)
 {
-    return st->ops->foreach(st, visit, ud, skipped);
+    return st->ops->foreach (st, visit, ud, skipped);
 }

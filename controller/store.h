@@ -38,8 +38,8 @@ void ctl_store_free(ctl_store *st);
 /* Opens key's partial file read-write (O_CLOEXEC). create: create it (and
  * partial/{device}/) if missing; truncate: empty it. *size receives its
  * current size. -ENOENT if it does not exist and create is 0. */
-int ctl_store_partial_open(ctl_store *st, const ctl_seg_key *key, int create, int truncate,
-                           int *fd, uint64_t *size);
+int ctl_store_partial_open(ctl_store *st, const ctl_seg_key *key, int create, int truncate, int *fd,
+                           uint64_t *size);
 
 /* Deletes key's partial file; -ENOENT if there was none. */
 int ctl_store_partial_remove(ctl_store *st, const ctl_seg_key *key);

@@ -12,6 +12,7 @@ time limit (default 600 s, @pytest.mark.timeout(N) to change). Run one file
 alone with: C2D_BUILD_DIR=build /usr/bin/python3 -m pytest -q tests/integration/test_01_upload.py
 """
 
+import atexit
 import fcntl
 import os
 import re
@@ -30,8 +31,17 @@ from c2dtest import (  # noqa: E402
 DEFAULT_TIMEOUT = 600
 
 
+def _on_sigterm(signum, frame):
+    # meson test's timeout sends SIGTERM to our process group, and our
+    # children live in their own sessions: kill them before going.
+    Proc.kill_all()
+    os._exit(143)
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "timeout(seconds): per-test time limit")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    atexit.register(Proc.kill_all)
 
 
 def _alarm(signum, frame):

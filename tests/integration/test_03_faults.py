@@ -44,7 +44,10 @@ def mid_upload(ctl, min_committed=1):
 
 
 def check_resend(spy, ctl, interruptions):
+    assert spy.frames(), "the spy saw no chunk frame"
     chunks, nbytes = spy.resent()
+    print("re-sent: %d chunks, %d bytes over %d interruption(s) (spy saw %d frames)"
+          % (chunks, nbytes, interruptions, len(spy.frames())))
     assert chunks <= WINDOW * interruptions, (
         "%d chunks (%d bytes) were sent more than once over %d interruption(s); at most "
         "window_chunks=%d per interruption may be in flight" % (chunks, nbytes, interruptions, WINDOW))
@@ -68,8 +71,23 @@ def test_broker_restart_mid_upload(media, broker, spy, make_controller, make_age
     wait_for(lambda: mid_upload(ctl, 2), 180, "an upload in progress", on_timeout=ctl.diag,
              interval=0.05)
     broker.restart(down_s=2.0)
-    agent.wait_done(420, ctl)
+    # the agent reconnects with backoff (at most 30 s between attempts)
+    agent.wait_done(240, ctl)
     assert ctl.alive(), "controller died with the broker\n" + ctl.diag()
+    check_upload(ctl, agent, DEV, {CH: [media.h264_aac]}, 10)
+    check_resend(spy, ctl, 1)
+
+
+@pytest.mark.timeout(600)
+def test_broker_graceful_restart_mid_upload(media, broker, spy, make_controller, make_agent):
+    """The same with a clean broker shutdown (SIGTERM: DISCONNECT sent)."""
+    ctl = make_controller().start()
+    agent = make_agent(DEV, [file_channel(CH, media.h264_aac)], **SLOW)
+    agent.start()
+    wait_for(lambda: mid_upload(ctl, 2), 180, "an upload in progress", on_timeout=ctl.diag,
+             interval=0.05)
+    broker.restart(down_s=2.0, hard=False)
+    agent.wait_done(420, ctl)
     check_upload(ctl, agent, DEV, {CH: [media.h264_aac]}, 10)
     check_resend(spy, ctl, 1)
 

@@ -27,7 +27,7 @@ static int failures;
 #define CHECK(cond)                                                                                \
     do {                                                                                           \
         if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);              \
+            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
             failures++;                                                                            \
         }                                                                                          \
     } while (0)
@@ -486,12 +486,14 @@ static void test_bad_input(void)
                     "\"sha256\":\"%.63s\"}",
                     sha) == CTL_INGEST_REJECTED);
     CHECK_REJ("bad_field", 0);
-    CHECK(send_json(&f, dev, "{\"v\":1,\"t\":\"begin\",\"ch\":1,\"start\":-5,\"dur\":1,"
-                             "\"size\":1,\"sha256\":\"%s\"}",
+    CHECK(send_json(&f, dev,
+                    "{\"v\":1,\"t\":\"begin\",\"ch\":1,\"start\":-5,\"dur\":1,"
+                    "\"size\":1,\"sha256\":\"%s\"}",
                     sha) == CTL_INGEST_REJECTED);
     CHECK_REJ("out_of_range", 0);
-    CHECK(send_json(&f, dev, "{\"v\":1,\"t\":\"ack\",\"ch\":1,\"start\":5,\"status\":\"offset\","
-                             "\"offset\":0}") == CTL_INGEST_REJECTED);
+    CHECK(send_json(&f, dev,
+                    "{\"v\":1,\"t\":\"ack\",\"ch\":1,\"start\":5,\"status\":\"offset\","
+                    "\"offset\":0}") == CTL_INGEST_REJECTED);
     CHECK_REJ("unknown_type", 0);
     CHECK(send_json(&f, dev, "{\"v\":1,\"t\":\"delete\",\"ch\":1,\"start\":5}") ==
           CTL_INGEST_REJECTED);
@@ -563,9 +565,11 @@ static void test_bad_input(void)
     CHECK_ACK(C2D_ACK_COMMITTED, 5000, NULL);
 
     /* Device ids that would leave the store: refused before anything. */
-    const char *bad_ids[] = {"",     ".",   "..",          "../x",   "a/b", "-rf",
-                             ".hid", "a b", "x\n",         "a\\b",   "%u",
-                             "0123456789012345678901234567890123456789012345678901234567890123456789"};
+    const char *bad_ids[] = {
+        "",     ".",   "..",
+        "../x", "a/b", "-rf",
+        ".hid", "a b", "x\n",
+        "a\\b", "%u",  "0123456789012345678901234567890123456789012345678901234567890123456789"};
     for (size_t i = 0; i < sizeof(bad_ids) / sizeof(bad_ids[0]); i++) {
         CHECK(begin(&f, bad_ids[i], 0, START0, 5000, sha) == CTL_INGEST_BAD_DEVICE);
         CHECK(last.calls == 0);

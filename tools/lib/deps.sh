@@ -8,6 +8,7 @@ C2D_DEPS=(
     meson ninja-build pkg-config gcc clang libclang-rt-14-dev clang-format
     libmbedtls-dev libmosquitto-dev libcjson-dev liblmdb-dev
     libavformat-dev libavcodec-dev libavutil-dev zlib1g-dev libmicrohttpd-dev
+    libssl-dev  # controller hashes uploads with libcrypto (SHA extensions)
     # integration tests and demo: real broker, PKI, sample media
     mosquitto mosquitto-clients openssl ffmpeg
     python3 python3-pytest python3-paho-mqtt

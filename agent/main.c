@@ -25,6 +25,9 @@
  * 8 MiB less RSS with 16 channels; the threads allocate rarely enough that
  * sharing costs nothing. */
 #define MALLOC_ARENAS 2
+/* Above the largest frame (1 MiB chunk + header); trim only large slack. */
+#define MALLOC_MMAP_THRESHOLD (2 * 1024 * 1024)
+#define MALLOC_TRIM_THRESHOLD (8 * 1024 * 1024)
 
 static volatile sig_atomic_t stop_requested;
 
@@ -106,6 +109,10 @@ int main(int argc, char **argv)
     int exit_when_done = 0, verbose = 0, i = 1;
     c2d_log_set_name("c2d-agent");
     mallopt(M_ARENA_MAX, MALLOC_ARENAS);
+    /* libmosquitto copies every published chunk (up to 1 MiB): keep those
+     * copies on the heap rather than an mmap/munmap and page faults each. */
+    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
+    mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
 
     if (i < argc && argv[i][0] != '-') {
         cmd = argv[i++];

@@ -7,27 +7,31 @@
 
 void c2d_sha256_init(c2d_sha256 *h)
 {
-    mbedtls_sha256_init(&h->ctx);
-    mbedtls_sha256_starts_ret(&h->ctx, 0);
+    SHA256_Init(&h->ctx);
 }
 
 void c2d_sha256_update(c2d_sha256 *h, const void *data, size_t len)
 {
-    mbedtls_sha256_update_ret(&h->ctx, data, len);
+    SHA256_Update(&h->ctx, data, len);
 }
 
 void c2d_sha256_final_hex(c2d_sha256 *h, char hex[65])
 {
-    unsigned char digest[32];
-    mbedtls_sha256_finish_ret(&h->ctx, digest);
-    mbedtls_sha256_free(&h->ctx);
-    for (int i = 0; i < 32; i++)
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256_Final(digest, &h->ctx);
+    for (int i = 0; i < SHA256_DIGEST_LENGTH; i++)
         snprintf(hex + 2 * i, 3, "%02x", digest[i]);
 }
 
 void c2d_sha256_discard(c2d_sha256 *h)
 {
-    mbedtls_sha256_free(&h->ctx);
+    (void)h; /* nothing allocated */
+}
+
+void c2d_sha256_peek_hex(const c2d_sha256 *h, char hex[65])
+{
+    c2d_sha256 copy = *h;
+    c2d_sha256_final_hex(&copy, hex);
 }
 
 int c2d_sha256_file(const char *path, uint64_t len, c2d_sha256 *into)

@@ -13,6 +13,9 @@ struct mosquitto *c2d_mqtt_new(const c2d_broker_cfg *b, const char *id_fallback,
         return NULL;
     }
     int rc = mosquitto_int_option(m, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5);
+    /* Acks are tiny and gate the upload window: Nagle would hold them back. */
+    if (rc == MOSQ_ERR_SUCCESS)
+        rc = mosquitto_int_option(m, MOSQ_OPT_TCP_NODELAY, 1);
     if (rc == MOSQ_ERR_SUCCESS)
         rc = mosquitto_tls_set(m, b->ca_file, NULL, b->cert_file, b->key_file, NULL);
     if (rc == MOSQ_ERR_SUCCESS)

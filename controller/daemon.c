@@ -156,8 +156,6 @@ int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_daemon **o
         free(d);
         return -1;
     }
-    /* Acks are small and the agent's window waits on them: no Nagle delay. */
-    mosquitto_int_option(d->mosq, MOSQ_OPT_TCP_NODELAY, 1);
     mosquitto_connect_v5_callback_set(d->mosq, on_connect);
     mosquitto_disconnect_v5_callback_set(d->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(d->mosq, on_message);

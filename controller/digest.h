@@ -1,8 +1,6 @@
-/* Streaming SHA-256 for ingest, behind a seam: OpenSSL's libcrypto when it
- * is available (it is linked anyway through libmosquitto, and its SHA-256
- * uses the CPU's SHA extensions: ~1.6 GB/s against ~0.24 GB/s for mbedTLS
- * 2.28 on the same core, which matters at 100 MB/s of uploads), else
- * common/c2d_hash.h (mbedTLS). Lowercase hex out, as on the wire. */
+/* Streaming SHA-256 state for one upload in progress, heap-allocated so
+ * ingest can keep many of them in its LRU; common/c2d_hash.h does the
+ * hashing. Lowercase hex out, as on the wire. */
 #ifndef CTL_DIGEST_H
 #define CTL_DIGEST_H
 

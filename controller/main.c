@@ -16,6 +16,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <inttypes.h>
 #include <mosquitto.h>
 #include <signal.h>
@@ -135,6 +136,11 @@ static int report(const ctl_config *cfg, int segments, int json)
 int main(int argc, char **argv)
 {
     c2d_log_set_name("c2d-controller");
+    /* Every chunk arrives in a fresh libmosquitto buffer of up to 1 MiB:
+     * keep them on the heap instead of an mmap/munmap (and page faults)
+     * per message. */
+    mallopt(M_MMAP_THRESHOLD, 2 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 32 * 1024 * 1024);
     const char *cmd = "run";
     if (argc > 1 && argv[1][0] != '-') {
         cmd = argv[1];

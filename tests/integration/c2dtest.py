@@ -868,13 +868,24 @@ class SegSpy:
     the broker is down, so across a broker restart it may undercount."""
 
     def __init__(self, broker, pki):
-        self.client = MqttClient(broker, pki.cert("c2d-controller"), "c2d-spy",
-                                 subscribe=["c2d/v1/d/+/seg"])
+        self.broker = broker
+        self.cert = pki.cert("c2d-controller")
+        self.seen = []
+        self.client = None
+        self.reconnect()
+
+    def reconnect(self):
+        """A new connection (after a broker restart: paho 1.6 does not always
+        come back by itself). What it saw before is kept."""
+        if self.client:
+            self.seen += self.client.all
+            self.client.close()
+        self.client = MqttClient(self.broker, self.cert, "c2d-spy", subscribe=["c2d/v1/d/+/seg"])
 
     def frames(self):
         """[(device, ch, start, offset, length)] of the chunk frames seen."""
         out = []
-        for topic, payload in list(self.client.all):
+        for topic, payload in self.seen + list(self.client.all):
             if payload[:4] != b"C2DK" or len(payload) < 32:
                 continue
             _, _, _, ch, start, offset, length, _ = struct.unpack(">4sBBHqQII", payload[:32])

@@ -43,9 +43,13 @@ def check_segments(ctl, agent, segs, t0, t1, allow_gaps_after=()):
         assert abs(frames - span * FPS) <= 2, "segment %s: %d video frames over %.3f s of video" % (
             path, frames, span)
         assert span <= dur + 0.1, "segment %s: %.3f s of video in a %.3f s segment" % (path, span, dur)
+        # the agent's copy: kept after the ack, or still in its spool when it
+        # was stopped before the `committed` ack reached it
         k = (s["channel"], s["start_us"])
-        assert k in kept and filecmp.cmp(kept[k], path, shallow=False), (
-            "stored %s is not the agent's kept copy" % path)
+        mine = kept.get(k) or agent.state_dir / "spool" / str(k[0]) / ("%d.ts" % k[1])
+        assert mine.exists(), "stored %s is neither in keep_sent_dir nor in the spool" % path
+        assert filecmp.cmp(mine, path, shallow=False), "stored %s differs from the agent's %s" % (
+            path, mine)
         # live source: the segment's start is wall clock time of the camera
         assert t0 - 5 <= s["start_us"] / 1e6 <= t1 + 5, (
             "segment start %d is not within the streaming time [%d, %d]" % (s["start_us"], t0, t1))

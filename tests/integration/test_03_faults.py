@@ -68,14 +68,18 @@ def test_broker_restart_mid_upload(media, broker, spy, make_controller, make_age
     ctl = make_controller().start()
     agent = make_agent(DEV, [file_channel(CH, media.h264_aac)], **SLOW)
     agent.start()
-    wait_for(lambda: mid_upload(ctl, 2), 180, "an upload in progress", on_timeout=ctl.diag,
-             interval=0.05)
-    broker.restart(down_s=2.0)
+    # three crashes (SIGKILL), each while a segment is partly uploaded and
+    # the agent is sending: the TLS connection breaks mid-record
+    for n in range(3):
+        wait_for(lambda: mid_upload(ctl, 2 + 2 * n), 90, "an upload in progress",
+                 on_timeout=lambda: ctl.diag() + "\n" + agent.proc.tail(), interval=0.05)
+        broker.restart(down_s=2.0)
+        spy.reconnect()
     # the agent reconnects with backoff (at most 30 s between attempts)
     agent.wait_done(240, ctl)
     assert ctl.alive(), "controller died with the broker\n" + ctl.diag()
     check_upload(ctl, agent, DEV, {CH: [media.h264_aac]}, 10)
-    check_resend(spy, ctl, 1)
+    check_resend(spy, ctl, 3)
 
 
 @pytest.mark.timeout(600)
@@ -87,6 +91,7 @@ def test_broker_graceful_restart_mid_upload(media, broker, spy, make_controller,
     wait_for(lambda: mid_upload(ctl, 2), 180, "an upload in progress", on_timeout=ctl.diag,
              interval=0.05)
     broker.restart(down_s=2.0, hard=False)
+    spy.reconnect()
     agent.wait_done(420, ctl)
     check_upload(ctl, agent, DEV, {CH: [media.h264_aac]}, 10)
     check_resend(spy, ctl, 1)

@@ -23,13 +23,6 @@
 
 #define DETAIL_MAX 256
 
-/* Largest segment start an ack can carry: JSON numbers hold integers
- * exactly up to 2^53 and c2d_msg_decode refuses a larger start, so no begin
- * declares one. A chunk frame's 64-bit start can exceed it; such a chunk is
- * answered out_of_range with start 0, like a negative one, so that every ack
- * stays decodable by the agent. */
-#define ACK_START_MAX (INT64_C(1) << 53)
-
 typedef struct entry {
     ctl_seg_key key;
     ctl_partial_rec begin; /* what the device declared */
@@ -516,16 +509,14 @@ static ctl_ingest_result on_chunk(reply_ctx *r, const uint8_t *buf, size_t len)
     c2d_status st = c2d_chunk_decode(buf, len, &c);
     if (st != C2D_OK) {
         detail(ing, "chunk of %zu bytes: %s", len, c2d_strerror(st));
-        int64_t start = c.start_us < 0 || c.start_us > ACK_START_MAX ? 0 : c.start_us;
+        /* A start the decoder refused as out of range cannot go into an
+         * ack the agent could decode: answer with 0. */
+        int64_t start = c.start_us < 0 || c.start_us > C2D_INT_MAX ? 0 : c.start_us;
         return reject(r, c.channel, start, held_of(ing, r->device, c.channel, start),
                       c2d_reason(st));
     }
     const uint16_t ch = c.channel;
     const int64_t start = c.start_us;
-    if (start > ACK_START_MAX) {
-        detail(ing, "chunk with start %" PRId64 ", past what a begin can declare", start);
-        return reject(r, ch, 0, 0, "out_of_range");
-    }
     if (ch >= ing->lim.max_channels) {
         detail(ing, "chunk for channel %u, controller accepts 0..%" PRIu32, ch,
                ing->lim.max_channels - 1);

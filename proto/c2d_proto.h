@@ -21,6 +21,11 @@
  * never make either side buffer more than this per message. */
 #define C2D_CHUNK_MAX (1u << 20)
 
+/* Largest integer a JSON message carries exactly (an IEEE double's 2^53).
+ * Starts, sizes and offsets are bound by it on every path, chunk frames
+ * included, so that whatever a receiver accepts it can also answer. */
+#define C2D_INT_MAX (INT64_C(1) << 53)
+
 /* A control message is small JSON; anything longer is refused unparsed. */
 #define C2D_MSG_MAX 4096
 

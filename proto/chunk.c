@@ -102,7 +102,7 @@ c2d_status c2d_chunk_decode(const uint8_t *buf, size_t len, c2d_chunk *out)
     if (len - C2D_CHUNK_HEADER_LEN > c.length)
         return C2D_ERR_LENGTH;
     /* The end of the chunk must fit an off_t on the receiver. */
-    if (c.start_us < 0 || c.offset > (uint64_t)INT64_MAX - c.length)
+    if (c.start_us < 0 || c.start_us > C2D_INT_MAX || c.offset > (uint64_t)INT64_MAX - c.length)
         return C2D_ERR_RANGE;
     uLong crc = crc32(0L, Z_NULL, 0);
     if (c.length)

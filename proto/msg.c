@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* Largest integer a JSON number (IEEE double) carries exactly. */
-#define JSON_INT_MAX 9007199254740992.0
+#define JSON_INT_MAX ((double)C2D_INT_MAX)
 
 static const char *const type_names[] = {
     [C2D_MSG_BEGIN] = "begin",

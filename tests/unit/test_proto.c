@@ -250,8 +250,12 @@ static void test_chunk_roundtrip(void)
     c2d_chunk c;
     CHECK_ST(c2d_chunk_decode(f, n, &c), C2D_OK);
     free(f);
-    f = make_frame(1, INT64_MAX, (uint64_t)INT64_MAX, payload, 0, &n);
+    f = make_frame(1, C2D_INT_MAX, (uint64_t)INT64_MAX, payload, 0, &n);
     CHECK_ST(c2d_chunk_decode(f, n, &c), C2D_OK);
+    free(f);
+    /* A start no ack could carry (JSON integers end at 2^53). */
+    f = make_frame(1, C2D_INT_MAX + 1, 0, payload, 0, &n);
+    CHECK_ST(c2d_chunk_decode(f, n, &c), C2D_ERR_RANGE);
     free(f);
     free(payload);
 }

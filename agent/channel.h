@@ -33,7 +33,7 @@ typedef enum {
 
 typedef struct {
     agent_channel_state state;
-    char error[160]; /* last source error, empty if none */
+    char error[160];   /* last source error, empty if none */
     uint64_t segments; /* committed since start */
     uint64_t retries;
     int64_t last_segment_us; /* start of the last committed segment */

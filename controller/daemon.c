@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <mqtt_protocol.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,10 +22,14 @@
 /* Network loop wake-up: bounds the reaction time to a stop request. */
 #define LOOP_TIMEOUT_MS 500
 
+/* Finished commits taken from the committer per call. */
+#define DONE_BATCH 32
+
 struct ctl_daemon {
     struct mosquitto *mosq;
     const c2d_broker_cfg *broker;
     ctl_ingest *ing;
+    ctl_committer *committer; /* NULL: commits run inside the handler */
     int connected;  /* socket up (CONNACK may still be pending) */
     int session_ok; /* CONNACK success seen since the last connect */
     int backoff_ms;
@@ -44,13 +49,21 @@ static const char *printable(const char *s, char *buf, size_t len)
 static void sink(void *ud, const char *device, const c2d_msg *ack, const char *detail)
 {
     ctl_daemon *d = ud;
+    const ctl_ingest_msg_info *msg = ctl_ingest_current(d->ing);
     if (!ack) {
-        c2d_debug("device %s: %s", device, detail);
+        if (msg->kind == CTL_INGEST_MSG_CHUNK)
+            c2d_debug("duplicate chunk device=%s ch=%u start=%" PRId64 " offset=%" PRIu64, device,
+                      msg->channel, msg->start_us, msg->offset);
+        else
+            c2d_debug("device %s: %s", device, detail);
         return;
     }
     switch (ack->status) {
     case C2D_ACK_OFFSET:
-        if (detail[0])
+        if (msg->kind == CTL_INGEST_MSG_BEGIN && ack->offset > 0)
+            c2d_info("resume device=%s ch=%u start=%" PRId64 " offset=%" PRIu64, device,
+                     ack->channel, ack->start_us, ack->offset);
+        else if (detail[0])
             c2d_debug("device %s ch %u start %" PRId64 ": offset %" PRIu64 ": %s", device,
                       ack->channel, ack->start_us, ack->offset, detail);
         break;
@@ -140,8 +153,50 @@ static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto
         c2d_warn("disconnected from the broker: %s", mosquitto_reason_string(rc));
 }
 
-int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_daemon **out, char *err,
-                   size_t errlen)
+/* Answers the commits the committer finished. */
+static void take_commits(ctl_daemon *d)
+{
+    if (!d->committer)
+        return;
+    ctl_commit_job jobs[DONE_BATCH];
+    size_t n;
+    while ((n = ctl_committer_take(d->committer, jobs, DONE_BATCH)) > 0)
+        for (size_t i = 0; i < n; i++)
+            if (ctl_ingest_commit_done(d->ing, &jobs[i], sink, d) != 0)
+                c2d_err("device %s: commit of ch %u start %" PRId64 " unknown to ingest",
+                        jobs[i].key.device, jobs[i].key.channel, jobs[i].key.start_us);
+}
+
+static int submit_commit(void *ud, const ctl_commit_job *job)
+{
+    ctl_daemon *d = ud;
+    return ctl_committer_submit(d->committer, job);
+}
+
+/* One round of the network loop: waits up to timeout_ms for the broker's
+ * socket or a finished commit, answers finished commits, then lets
+ * libmosquitto read, write and keep alive (mosquitto_loop without waiting).
+ * Returns what mosquitto_loop returns. */
+static int loop_once(ctl_daemon *d, int timeout_ms)
+{
+    if (d->committer) {
+        struct pollfd p[2];
+        p[0].fd = mosquitto_socket(d->mosq);
+        p[0].events = POLLIN | (mosquitto_want_write(d->mosq) ? POLLOUT : 0);
+        p[1].fd = ctl_committer_fd(d->committer);
+        p[1].events = POLLIN;
+        p[0].revents = p[1].revents = 0;
+        if (poll(p, 2, timeout_ms) < 0 && errno != EINTR)
+            return MOSQ_ERR_ERRNO;
+        if (p[1].revents)
+            take_commits(d);
+        timeout_ms = 0;
+    }
+    return mosquitto_loop(d->mosq, timeout_ms, 1);
+}
+
+int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer *committer,
+                   ctl_daemon **out, char *err, size_t errlen)
 {
     ctl_daemon *d = calloc(1, sizeof(*d));
     if (!d) {
@@ -150,6 +205,7 @@ int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_daemon **o
     }
     d->broker = broker;
     d->ing = ing;
+    d->committer = committer;
     d->backoff_ms = CTL_BACKOFF_MIN_MS;
     d->mosq = c2d_mqtt_new(broker, CTL_DEFAULT_CLIENT_ID, 0, d, err, errlen);
     if (!d->mosq) {
@@ -160,6 +216,8 @@ int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_daemon **o
     mosquitto_disconnect_v5_callback_set(d->mosq, on_disconnect);
     mosquitto_message_v5_callback_set(d->mosq, on_message);
     mosquitto_subscribe_v5_callback_set(d->mosq, on_subscribe);
+    if (committer)
+        ctl_ingest_set_committer(ing, submit_commit, d);
     *out = d;
     return 0;
 }
@@ -168,6 +226,12 @@ void ctl_daemon_free(ctl_daemon *d)
 {
     if (!d)
         return;
+    if (d->committer) {
+        /* ctl_daemon_run answered every commit; make sure of it. */
+        ctl_committer_wait_idle(d->committer);
+        take_commits(d);
+        ctl_ingest_set_committer(d->ing, NULL, NULL);
+    }
     mosquitto_destroy(d->mosq);
     free(d);
 }
@@ -220,7 +284,7 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
                 continue;
             }
         }
-        int rc = mosquitto_loop(d->mosq, LOOP_TIMEOUT_MS, 1);
+        int rc = loop_once(d, LOOP_TIMEOUT_MS);
         if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_ERRNO && errno == EINTR))
             continue;
         if (d->connected || rc != MOSQ_ERR_NO_CONN)
@@ -234,6 +298,12 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
             d->backoff_ms =
                 d->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : d->backoff_ms * 2;
         d->session_ok = 0;
+        take_commits(d); /* also while disconnected: free the uploads */
+    }
+    if (d->committer) {
+        /* Finish the queued commits and queue their acks before leaving. */
+        ctl_committer_wait_idle(d->committer);
+        take_commits(d);
     }
     if (d->connected) {
         /* Write out acks queued by the last messages, then leave politely

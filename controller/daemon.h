@@ -3,8 +3,12 @@
  * c2d/v1/d/+/seg to an ingest and publishes its acks, QoS 1, on
  * c2d/v1/d/{device}/ack. Reconnects with exponential backoff.
  *
- * Single threaded: messages are handled (and segments committed) inside
- * ctl_daemon_run, so when it returns no commit is half done.
+ * Messages are handled inside ctl_daemon_run, on the caller's thread. With a
+ * committer, segment commits run on its worker while messages keep coming;
+ * the network loop polls the committer's descriptor next to the broker's
+ * socket and publishes each `committed` ack when its commit is done. When
+ * ctl_daemon_run returns every commit is finished and answered (stop waits
+ * for the queued ones), so no commit is half done.
  *
  * This module is process glue and logs through common/c2d_log.h: one warn
  * line per rejected message (device, reason, detail), one info line per
@@ -13,6 +17,7 @@
 #define CTL_DAEMON_H
 
 #include "common/c2d_config.h"
+#include "controller/committer.h"
 #include "controller/ingest.h"
 
 #include <signal.h>
@@ -28,11 +33,13 @@ typedef struct ctl_daemon ctl_daemon;
 #define CTL_BACKOFF_MIN_MS 500
 #define CTL_BACKOFF_MAX_MS 30000
 
-/* Creates the client (mosquitto_lib_init() must have been called). broker
- * and ing are borrowed and must outlive the daemon. Returns 0, or -1 with err
- * filled. *out is set only on success. */
-int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_daemon **out, char *err,
-                   size_t errlen);
+/* Creates the client (mosquitto_lib_init() must have been called). broker,
+ * ing and committer (NULL: commit inside the message handler) are borrowed
+ * and must outlive the daemon; with a committer, ing submits its commits
+ * to it from now on. Returns 0, or -1 with err filled. *out is set only on
+ * success. */
+int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer *committer,
+                   ctl_daemon **out, char *err, size_t errlen);
 
 /* Connects (retrying with backoff) and serves until *stop becomes nonzero
  * (set it from a SIGTERM/SIGINT handler); then flushes pending acks for a

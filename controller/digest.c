@@ -42,4 +42,3 @@ const char *ctl_sha256_impl(void)
 {
     return "OpenSSL libcrypto (SHA256_CTX)";
 }
-

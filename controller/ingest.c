@@ -1,10 +1,12 @@
 #include "controller/ingest.h"
 
 #include "common/c2d_time.h"
+#include "controller/committer.h"
 #include "controller/digest.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -29,6 +31,9 @@ typedef struct entry {
     uint64_t held;         /* bytes [0, held) are in the partial file */
     ctl_sha256 *hash;      /* over [0, held) */
     int fd;                /* -1 while closed by the descriptor LRU */
+    int committing;        /* handed to the committer: never evicted, closed
+                              or written until ctl_ingest_commit_done */
+    unsigned deferred_ends; /* ends received while committing, answered then */
     struct entry *hnext;
     struct entry *prev, *next; /* LRU, head = most recently used */
 } entry;
@@ -41,6 +46,9 @@ struct ctl_ingest {
     entry *head, *tail;
     size_t n_entries;
     size_t n_fds;
+    ctl_commit_submit_fn submit; /* NULL: commit synchronously */
+    void *submit_ud;
+    ctl_ingest_msg_info cur; /* the message being answered */
     char detail[DETAIL_MAX];
     uint8_t scratch[SCRATCH_LEN];
 };
@@ -135,8 +143,12 @@ static entry *add(ctl_ingest *ing, const ctl_seg_key *key, const ctl_partial_rec
     entry *e = calloc(1, sizeof(*e));
     if (!e)
         return NULL;
-    while (ing->n_entries >= CTL_INGEST_ENTRIES_MAX && ing->tail)
-        drop(ing, ing->tail);
+    for (entry *v = ing->tail; ing->n_entries >= CTL_INGEST_ENTRIES_MAX && v;) {
+        entry *prev = v->prev;
+        if (!v->committing)
+            drop(ing, v);
+        v = prev;
+    }
     e->key = *key;
     e->begin = *begin;
     e->held = held;
@@ -155,7 +167,8 @@ static entry *add(ctl_ingest *ing, const ctl_seg_key *key, const ctl_partial_rec
 static void reserve_fd(ctl_ingest *ing)
 {
     for (entry *e = ing->tail; e && ing->n_fds >= CTL_INGEST_OPEN_FILES_MAX; e = e->prev)
-        close_fd(ing, e);
+        if (!e->committing)
+            close_fd(ing, e);
 }
 
 /* Makes sure e's partial file is open. 0 or -errno. */
@@ -279,10 +292,13 @@ static int lookup(ctl_ingest *ing, const ctl_seg_key *key, entry **out)
     return load(ing, key, &rec, out);
 }
 
-/* Deletes an upload everywhere: memory, partial file, partial record. */
+/* Deletes an upload everywhere: memory, partial file, partial record.
+ * -EBUSY (nothing done) while it is being committed. */
 static int discard(ctl_ingest *ing, const ctl_seg_key *key)
 {
     entry *e = find(ing, key);
+    if (e && e->committing)
+        return -EBUSY;
     if (e)
         drop(ing, e);
     int rc = ctl_store_partial_remove(ing->store, key);
@@ -388,7 +404,8 @@ static int make_room(ctl_ingest *ing, const ctl_seg_key *key)
     if (s.count > CTL_INGEST_PARTIALS_PER_DEVICE ||
         s.oldest_us > c2d_now_us() - CTL_INGEST_PARTIAL_STALE_US)
         return -EDQUOT;
-    return discard(ing, &s.oldest);
+    rc = discard(ing, &s.oldest);
+    return rc == -EBUSY ? -EDQUOT : rc;
 }
 
 /* Starts key's upload from scratch: record, empty file, fresh hash. */
@@ -462,6 +479,17 @@ static ctl_ingest_result on_begin(reply_ctx *r, const c2d_msg *m)
         goto storage;
 
     entry *e = find(ing, &key);
+    if (e && e->committing) {
+        touch(ing, e);
+        if (!same_begin(&e->begin, m)) {
+            detail(ing, "begin differs from the upload being committed");
+            return reject(r, ch, start, 0, "storage");
+        }
+        /* Everything is here: the agent sends end, answered once the
+         * commit is done. */
+        detail(ing, "all %" PRIu64 " bytes held, commit in progress", e->held);
+        return ack(r, ch, start, C2D_ACK_OFFSET, e->held, NULL);
+    }
     if (e && same_begin(&e->begin, m)) {
         touch(ing, e);
         detail(ing, "resuming at %" PRIu64 " of %" PRIu64, e->held, e->begin.size);
@@ -522,6 +550,10 @@ static ctl_ingest_result on_chunk(reply_ctx *r, const uint8_t *buf, size_t len)
                ing->lim.max_channels - 1);
         return reject(r, ch, start, 0, "bad_channel");
     }
+    ing->cur.channel = ch;
+    ing->cur.start_us = start;
+    ing->cur.offset = c.offset;
+    ing->cur.length = c.length;
     ctl_seg_key key;
     ctl_seg_key_set(&key, r->device, ch, start); /* decode checked start >= 0 */
     entry *e;
@@ -580,6 +612,11 @@ static ctl_ingest_result on_chunk(reply_ctx *r, const uint8_t *buf, size_t len)
             close_fd(ing, e); /* reopened (and checked) on the next chunk */
         goto storage;
     }
+#ifdef SYNC_FILE_RANGE_WRITE
+    /* Start writing the chunk to disk now (a hint, it does not wait), so
+     * the fsync of the commit has little left to do. */
+    (void)sync_file_range(e->fd, (off_t)e->held, (off_t)c.length, SYNC_FILE_RANGE_WRITE);
+#endif
     ctl_sha256_update(e->hash, c.data, c.length);
     e->held = end;
     ing->detail[0] = '\0';
@@ -590,6 +627,36 @@ storage:
 }
 
 /* ---- end ------------------------------------------------------------------- */
+
+/* Answers the end(s) of e, whose commit has run as job: n acks, committed or
+ * rejected. */
+static ctl_ingest_result finish_commit(reply_ctx *r, entry *e, const ctl_commit_job *job,
+                                       unsigned n)
+{
+    ctl_ingest *ing = r->ing;
+    const uint16_t ch = job->key.channel;
+    const int64_t start = job->key.start_us;
+    c2d_ack_status status = C2D_ACK_COMMITTED;
+    uint64_t offset = e->held;
+    const char *reason = NULL;
+    if (job->rc == 0) {
+        detail(ing, "stored as %s", job->rec.path);
+        drop(ing, e);
+    } else {
+        detail(ing, "commit: %s%s", strerror(-job->rc),
+               job->unput_error ? "; segment left in the store without a record" : "");
+        status = C2D_ACK_REJECTED;
+        reason = "storage";
+        if (job->unput_error) {
+            drop(ing, e);
+            offset = 0;
+        }
+    }
+    ctl_ingest_result res = CTL_INGEST_ACCEPTED;
+    for (unsigned i = 0; i < n; i++)
+        res = ack(r, ch, start, status, offset, reason);
+    return res;
+}
 
 static ctl_ingest_result on_end(reply_ctx *r, const c2d_msg *m)
 {
@@ -620,6 +687,12 @@ static ctl_ingest_result on_end(reply_ctx *r, const c2d_msg *m)
     if (rc != 0) {
         detail(ing, "end: loading upload: %s", strerror(-rc));
         return reject(r, ch, start, 0, "storage");
+    }
+    if (e->committing) {
+        if (e->deferred_ends < CTL_INGEST_DEFERRED_ENDS_MAX)
+            e->deferred_ends++;
+        detail(ing, "end while the commit is in progress: answered when it is done");
+        return CTL_INGEST_PENDING;
     }
     if (e->held != e->begin.size) {
         detail(ing, "end with %" PRIu64 " of %" PRIu64 " bytes", e->held, e->begin.size);
@@ -653,26 +726,22 @@ static ctl_ingest_result on_end(reply_ctx *r, const c2d_msg *m)
         return reject(r, ch, start, 0, "storage");
     }
 
-    memset(&seg, 0, sizeof(seg));
-    seg.duration_us = e->begin.duration_us;
-    seg.size = e->held;
-    memcpy(seg.sha256, hex, sizeof(seg.sha256));
-    seg.committed_us = c2d_now_us();
-    if ((rc = ctl_store_put(ing->store, &key, e->fd, seg.path, sizeof(seg.path))) != 0)
-        goto storage;
-    if ((rc = ctl_ledger_commit_segment(ing->ledger, &key, &seg)) != 0) {
-        /* Back to the partial area: a later begin + end commits it. */
-        int urc = ctl_store_unput(ing->store, &key);
-        detail(ing, "ledger commit: %s%s", strerror(-rc),
-               urc ? "; segment left in the store without a record" : "");
-        if (urc)
-            drop(ing, e);
-        return reject(r, ch, start, urc ? 0 : e->held, "storage");
+    ctl_commit_job job;
+    memset(&job, 0, sizeof(job));
+    job.key = key;
+    job.fd = e->fd;
+    job.rec.duration_us = e->begin.duration_us;
+    job.rec.size = e->held;
+    memcpy(job.rec.sha256, hex, sizeof(job.rec.sha256));
+    job.rec.committed_us = c2d_now_us();
+    if (ing->submit && ing->submit(ing->submit_ud, &job) == 0) {
+        e->committing = 1;
+        e->deferred_ends = 0;
+        detail(ing, "commit queued");
+        return CTL_INGEST_PENDING;
     }
-    uint64_t size = e->held;
-    drop(ing, e);
-    detail(ing, "stored as %s", seg.path);
-    return ack(r, ch, start, C2D_ACK_COMMITTED, size, NULL);
+    ctl_commit_execute(ing->store, ing->ledger, &job, 1);
+    return finish_commit(r, e, &job, 1);
 storage:
     detail(ing, "end: %s", strerror(-rc));
     return reject(r, ch, start, e->held, "storage");
@@ -707,10 +776,13 @@ ctl_ingest_result ctl_ingest_handle(ctl_ingest *ing, const char *device, const u
         return CTL_INGEST_BAD_DEVICE;
     reply_ctx r = {ing, device, sink, ud};
     ing->detail[0] = '\0';
+    memset(&ing->cur, 0, sizeof(ing->cur));
     if (len > 0 && !payload)
         len = 0;
-    if (c2d_is_chunk(payload, len))
+    if (c2d_is_chunk(payload, len)) {
+        ing->cur.kind = CTL_INGEST_MSG_CHUNK;
         return on_chunk(&r, payload, len);
+    }
 
     c2d_msg m;
     memset(&m, 0, sizeof(m));
@@ -727,8 +799,14 @@ ctl_ingest_result ctl_ingest_handle(ctl_ingest *ing, const char *device, const u
     }
     switch (m.type) {
     case C2D_MSG_BEGIN:
+        ing->cur.kind = CTL_INGEST_MSG_BEGIN;
+        ing->cur.channel = m.channel;
+        ing->cur.start_us = m.start_us;
         return on_begin(&r, &m);
     case C2D_MSG_END:
+        ing->cur.kind = CTL_INGEST_MSG_END;
+        ing->cur.channel = m.channel;
+        ing->cur.start_us = m.start_us;
         return on_end(&r, &m);
     case C2D_MSG_ACK:
         break;
@@ -767,6 +845,35 @@ void ctl_ingest_free(ctl_ingest *ing)
 size_t ctl_ingest_open_count(const ctl_ingest *ing)
 {
     return ing->n_entries;
+}
+
+const ctl_ingest_msg_info *ctl_ingest_current(const ctl_ingest *ing)
+{
+    return &ing->cur;
+}
+
+void ctl_ingest_set_committer(ctl_ingest *ing, ctl_commit_submit_fn submit, void *ud)
+{
+    ing->submit = submit;
+    ing->submit_ud = ud;
+}
+
+int ctl_ingest_commit_done(ctl_ingest *ing, const ctl_commit_job *job, ctl_ack_sink sink, void *ud)
+{
+    entry *e = find(ing, &job->key);
+    if (!e || !e->committing || e->fd != job->fd)
+        return -ENOENT;
+    reply_ctx r = {ing, job->key.device, sink, ud};
+    ing->detail[0] = '\0';
+    memset(&ing->cur, 0, sizeof(ing->cur));
+    ing->cur.kind = CTL_INGEST_MSG_END;
+    ing->cur.channel = job->key.channel;
+    ing->cur.start_us = job->key.start_us;
+    e->committing = 0;
+    unsigned n = 1 + e->deferred_ends;
+    e->deferred_ends = 0;
+    finish_commit(&r, e, job, n);
+    return 0;
 }
 
 /* ---- recovery ------------------------------------------------------------------ */

@@ -9,6 +9,12 @@
  * size and SHA-256 are checked, the file is fsync'd and moved into the
  * store, its directory fsync'd, and the segment record and usage are
  * committed in one LMDB transaction; only then is `committed` answered.
+ * That commit (controller/committer.h) runs on the caller's thread, or, once
+ * ctl_ingest_set_committer is called, is handed to a committer and
+ * answered later through ctl_ingest_commit_done, so that ingest goes on
+ * while the disk syncs. While a segment is being committed, a repeated
+ * begin is answered `offset` = size, a repeated end is answered with the
+ * commit's outcome, and redelivered chunks are ignored: no second record.
  *
  * Bounds (nothing is ever allocated in proportion to a size a device
  * declares): per message at most C2D_CHUNK_MAX bytes are handled, in the
@@ -18,10 +24,12 @@
  * partial file on its next message); a device has at most
  * CTL_INGEST_PARTIALS_PER_DEVICE uploads in progress.
  *
- * Not thread safe: one thread drives an ingest. */
+ * Not thread safe: one thread drives an ingest (a committer works on the
+ * files and records it hands over, never on the ingest). */
 #ifndef CTL_INGEST_H
 #define CTL_INGEST_H
 
+#include "controller/committer.h"
 #include "controller/ledger.h"
 #include "controller/store.h"
 #include "proto/c2d_proto.h"
@@ -45,6 +53,11 @@
 
 /* Partial files kept open: well under the usual 1024 descriptor limit. */
 #define CTL_INGEST_OPEN_FILES_MAX 128
+
+/* Repeated ends of a segment being committed that are each answered when
+ * the commit is done; more are answered once together. Agents repeat an
+ * end only after a timeout or a reconnect. */
+#define CTL_INGEST_DEFERRED_ENDS_MAX 4
 
 /* Reason sent when a device is at CTL_INGEST_PARTIALS_PER_DEVICE: the
  * protocol's reason for "the controller cannot take it now, retry later". */
@@ -99,6 +112,9 @@ typedef enum {
     CTL_INGEST_IGNORED,      /* redelivery: sink called with ack NULL */
     CTL_INGEST_REJECTED,     /* answered rejected (reason in the ack) */
     CTL_INGEST_BAD_DEVICE,   /* device id invalid: sink not called */
+    CTL_INGEST_PENDING,      /* end handed to the committer (or one is already
+                                there): answered by ctl_ingest_commit_done;
+                                sink not called. Only with a committer. */
 } ctl_ingest_result;
 
 /* Handles one message received on c2d/v1/d/{device}/seg. This is also the
@@ -109,7 +125,8 @@ typedef enum {
  *  device:  the id taken from the topic; re-validated here.
  *  payload: the message (a C2DK chunk frame or a JSON control message);
  *           it is not kept after the call.
- *  sink:    called exactly once unless the result is CTL_INGEST_BAD_DEVICE.
+ *  sink:    called exactly once unless the result is CTL_INGEST_BAD_DEVICE
+ *           or CTL_INGEST_PENDING.
  *
  * Storage failures (disk full, LMDB errors) are answered `rejected` with
  * reason `storage` and reported as CTL_INGEST_REJECTED; the ingest remains
@@ -119,5 +136,43 @@ ctl_ingest_result ctl_ingest_handle(ctl_ingest *ing, const char *device, const u
 
 /* Uploads currently holding state in memory (for tests and status). */
 size_t ctl_ingest_open_count(const ctl_ingest *ing);
+
+typedef enum {
+    CTL_INGEST_MSG_OTHER = 0, /* undecodable, or an ack on the seg topic */
+    CTL_INGEST_MSG_BEGIN,
+    CTL_INGEST_MSG_CHUNK,
+    CTL_INGEST_MSG_END,
+} ctl_ingest_msg_kind;
+
+/* What the message being answered was, for the sink's log line. */
+typedef struct {
+    ctl_ingest_msg_kind kind;
+    uint16_t channel; /* 0 if it did not decode */
+    int64_t start_us;
+    uint64_t offset; /* chunk: the payload's offset and length */
+    uint32_t length;
+} ctl_ingest_msg_info;
+
+/* The message being answered; meaningful inside a sink call (for the acks
+ * of ctl_ingest_commit_done: the end). */
+const ctl_ingest_msg_info *ctl_ingest_current(const ctl_ingest *ing);
+
+/* Hands a commit over: returns 0 if job (copied) will be committed and come
+ * back through ctl_ingest_commit_done, nonzero to have ingest commit it on
+ * the spot (queue full). job->fd stays open, and the upload is neither
+ * written nor discarded, until it comes back. */
+typedef int (*ctl_commit_submit_fn)(void *ud, const ctl_commit_job *job);
+
+/* Makes commits asynchronous (submit non-NULL) or synchronous again (NULL,
+ * the default; only while nothing is being committed). */
+void ctl_ingest_set_committer(ctl_ingest *ing, ctl_commit_submit_fn submit, void *ud);
+
+/* A job submitted through the committer is done: answers its end (and any
+ * repeated end received meanwhile) through sink: `committed`, or
+ * `rejected` `storage` with the upload kept for a retry. Returns 0, or
+ * -ENOENT if job is not one this ingest handed over (sink not called).
+ * Every submitted job must come back before ctl_ingest_free. */
+int ctl_ingest_commit_done(ctl_ingest *ing, const ctl_commit_job *job, ctl_ack_sink sink,
+                           void *ud);
 
 #endif

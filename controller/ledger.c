@@ -272,51 +272,97 @@ int ctl_ledger_get_usage(ctl_ledger *l, const char *device, uint16_t channel, ct
     return get_one(l, l->usage, k, n, dec_usage, out);
 }
 
-int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_segment_rec *rec)
+/* Encodes a segment record into v (SEG_FIXED + CTL_LEDGER_PATH_MAX bytes);
+ * returns its length, or 0 if rec or key is invalid. */
+static size_t encode_segment(const ctl_seg_key *key, const ctl_segment_rec *rec, uint8_t *v)
 {
-    if (l->readonly)
-        return -EROFS;
     size_t plen = strlen(rec->path);
-    uint8_t v[SEG_FIXED + CTL_LEDGER_PATH_MAX];
     if (!ctl_seg_key_valid(key) || plen >= CTL_LEDGER_PATH_MAX || hex_to_raw(rec->sha256, v + 17))
-        return -EINVAL;
+        return 0;
     v[0] = REC_VERSION;
     put_be(v + 1, (uint64_t)rec->duration_us, 8);
     put_be(v + 9, rec->size, 8);
     put_be(v + 49, (uint64_t)rec->committed_us, 8);
     put_be(v + 57, plen, 2);
     memcpy(v + SEG_FIXED, rec->path, plen);
+    return SEG_FIXED + plen;
+}
 
+/* One segment inside txn: 0, -EEXIST (nothing written), or a fatal error
+ * after which txn must be aborted. */
+static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key,
+                      const ctl_segment_rec *rec, const uint8_t *v, size_t vlen)
+{
     uint8_t k[KEY_MAX], uk[KEY_MAX];
     size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
     size_t ukn = make_key(uk, key->device, key->channel, 0, 0);
-    MDB_txn *txn;
-    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    MDB_val mk = {kn, k}, mv = {vlen, (void *)v};
+    int rc = lerr(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE));
     if (rc != 0)
-        return rc;
-    MDB_val mk = {kn, k}, mv = {SEG_FIXED + plen, v};
-    if ((rc = lerr(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE))) != 0)
-        goto fail;
+        return rc; /* MDB_KEYEXIST leaves the transaction usable */
     ctl_usage_rec u = {0, 0};
     MDB_val muk = {ukn, uk}, muv;
     rc = lerr(mdb_get(txn, l->usage, &muk, &muv));
     if (rc == 0)
         rc = decode_usage(&muv, &u);
     if (rc != 0 && rc != -ENOENT)
-        goto fail;
+        return rc == -EEXIST ? -EIO : rc;
     uint8_t ub[USAGE_LEN];
     put_be(ub, u.bytes + rec->size, 8);
     put_be(ub + 8, u.segments + 1, 8);
     muv.mv_size = USAGE_LEN;
     muv.mv_data = ub;
     if ((rc = lerr(mdb_put(txn, l->usage, &muk, &muv, 0))) != 0)
-        goto fail;
+        return rc == -EEXIST ? -EIO : rc;
     rc = lerr(mdb_del(txn, l->partials, &mk, NULL));
     if (rc != 0 && rc != -ENOENT)
-        goto fail;
-    return lerr(mdb_txn_commit(txn));
-fail:
-    mdb_txn_abort(txn);
+        return rc == -EEXIST ? -EIO : rc;
+    return 0;
+}
+
+int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys,
+                               const ctl_segment_rec *recs, size_t n, int *rcs)
+{
+    if (l->readonly) {
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = -EROFS;
+        return -EROFS;
+    }
+    uint8_t v[SEG_FIXED + CTL_LEDGER_PATH_MAX];
+    size_t todo = 0;
+    for (size_t i = 0; i < n; i++) {
+        rcs[i] = encode_segment(&keys[i], &recs[i], v) ? 0 : -EINVAL;
+        todo += rcs[i] == 0;
+    }
+    if (todo == 0)
+        return 0;
+    MDB_txn *txn = NULL;
+    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (rcs[i] != 0)
+            continue;
+        size_t vlen = encode_segment(&keys[i], &recs[i], v);
+        int r = commit_one(l, txn, &keys[i], &recs[i], v, vlen);
+        if (r == -EEXIST)
+            rcs[i] = r;
+        else
+            rc = r;
+    }
+    if (rc == 0)
+        rc = lerr(mdb_txn_commit(txn));
+    else if (txn)
+        mdb_txn_abort(txn);
+    if (rc != 0)
+        for (size_t i = 0; i < n; i++)
+            if (rcs[i] == 0)
+                rcs[i] = rc;
+    return rc;
+}
+
+int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_segment_rec *rec)
+{
+    int rc;
+    ctl_ledger_commit_segments(l, key, rec, 1, &rc);
     return rc;
 }
 

@@ -65,6 +65,15 @@ int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_re
  * usage of (device, channel) and deletes key's partial record. */
 int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_segment_rec *rec);
 
+/* Group commit: ctl_ledger_commit_segment for n segments in one durable
+ * transaction (one sync instead of n). rcs[i] receives each segment's
+ * result: 0 (recorded), -EINVAL (invalid key or record) or -EEXIST
+ * (already recorded; skipped), and when the transaction as a whole fails
+ * every other segment gets its error (nothing of it was written). Returns 0,
+ * or the error of the transaction. */
+int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys,
+                               const ctl_segment_rec *recs, size_t n, int *rcs);
+
 int ctl_ledger_get_partial(ctl_ledger *l, const ctl_seg_key *key, ctl_partial_rec *out);
 /* Creates or replaces key's partial record. */
 int ctl_ledger_put_partial(ctl_ledger *l, const ctl_seg_key *key, const ctl_partial_rec *rec);

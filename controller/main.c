@@ -6,6 +6,7 @@
  */
 #include "common/c2d_fs.h"
 #include "common/c2d_log.h"
+#include "controller/committer.h"
 #include "controller/config.h"
 #include "controller/daemon.h"
 #include "controller/digest.h"
@@ -51,6 +52,7 @@ static int run(const ctl_config *cfg)
     ctl_store *store = NULL;
     ctl_ledger *ledger = NULL;
     ctl_ingest *ing = NULL;
+    ctl_committer *committer = NULL;
     ctl_daemon *d = NULL;
     int status = 1;
     char path[CTL_STORE_PATH_MAX], err[C2D_ERRMSG_MAX];
@@ -85,7 +87,11 @@ static int run(const ctl_config *cfg)
                  " unexpected names, left for fsck",
                  cfg->data_dir, rec.store_orphans, rec.skipped_names);
 
-    if (ctl_daemon_new(&cfg->broker, ing, &d, err, sizeof(err)) != 0) {
+    if ((rc = ctl_committer_new(store, ledger, &committer)) != 0) {
+        c2d_err("commit worker: %s", strerror(-rc));
+        goto out;
+    }
+    if (ctl_daemon_new(&cfg->broker, ing, committer, &d, err, sizeof(err)) != 0) {
         c2d_err("%s", err);
         goto out;
     }
@@ -105,7 +111,8 @@ static int run(const ctl_config *cfg)
     c2d_info("stopping");
     status = 0;
 out:
-    ctl_daemon_free(d);
+    ctl_daemon_free(d); /* answers the last commits: before the committer goes */
+    ctl_committer_free(committer);
     ctl_ingest_free(ing);
     ctl_ledger_free(ledger);
     ctl_store_free(store);

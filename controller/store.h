@@ -12,7 +12,10 @@
  * can name a file outside data_dir. Every function re-checks the key and
  * returns -EINVAL for an invalid one.
  *
- * All functions return 0 or -errno. Not thread safe: one thread per store. */
+ * All functions return 0 or -errno. Threads: the handle is not changed
+ * after ctl_store_fs_new, so threads may call these functions at once for
+ * different keys (the daemon's network thread writes partial files while
+ * its commit worker puts finished ones); ctl_store_free must not race. */
 #ifndef CTL_STORE_H
 #define CTL_STORE_H
 

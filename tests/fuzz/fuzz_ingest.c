@@ -607,6 +607,10 @@ static int one_message(uint8_t sel, const uint8_t *payload, size_t len)
         break;
     case CTL_INGEST_BAD_DEVICE:
         FUZZ_ASSERT(!"BAD_DEVICE for a valid device id");
+        break;
+    case CTL_INGEST_PENDING:
+        FUZZ_ASSERT(!"PENDING without a committer");
+        break;
     }
     if (s.have_ack && s.ack.status == C2D_ACK_COMMITTED) {
         check_committed(device, &s.ack);

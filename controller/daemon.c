@@ -30,8 +30,8 @@ struct ctl_daemon {
     const c2d_broker_cfg *broker;
     ctl_ingest *ing;
     ctl_committer *committer; /* NULL: commits run inside the handler */
-    int connected;  /* socket up (CONNACK may still be pending) */
-    int session_ok; /* CONNACK success seen since the last connect */
+    int connected;            /* socket up (CONNACK may still be pending) */
+    int session_ok;           /* CONNACK success seen since the last connect */
     int backoff_ms;
     int ever_connected;
 };

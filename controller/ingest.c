@@ -27,12 +27,12 @@
 
 typedef struct entry {
     ctl_seg_key key;
-    ctl_partial_rec begin; /* what the device declared */
-    uint64_t held;         /* bytes [0, held) are in the partial file */
-    ctl_sha256 *hash;      /* over [0, held) */
-    int fd;                /* -1 while closed by the descriptor LRU */
-    int committing;        /* handed to the committer: never evicted, closed
-                              or written until ctl_ingest_commit_done */
+    ctl_partial_rec begin;  /* what the device declared */
+    uint64_t held;          /* bytes [0, held) are in the partial file */
+    ctl_sha256 *hash;       /* over [0, held) */
+    int fd;                 /* -1 while closed by the descriptor LRU */
+    int committing;         /* handed to the committer: never evicted, closed
+                               or written until ctl_ingest_commit_done */
     unsigned deferred_ends; /* ends received while committing, answered then */
     struct entry *hnext;
     struct entry *prev, *next; /* LRU, head = most recently used */

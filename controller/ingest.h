@@ -172,7 +172,6 @@ void ctl_ingest_set_committer(ctl_ingest *ing, ctl_commit_submit_fn submit, void
  * `rejected` `storage` with the upload kept for a retry. Returns 0, or
  * -ENOENT if job is not one this ingest handed over (sink not called).
  * Every submitted job must come back before ctl_ingest_free. */
-int ctl_ingest_commit_done(ctl_ingest *ing, const ctl_commit_job *job, ctl_ack_sink sink,
-                           void *ud);
+int ctl_ingest_commit_done(ctl_ingest *ing, const ctl_commit_job *job, ctl_ack_sink sink, void *ud);
 
 #endif

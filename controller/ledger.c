@@ -320,8 +320,8 @@ static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key,
     return 0;
 }
 
-int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys,
-                               const ctl_segment_rec *recs, size_t n, int *rcs)
+int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl_segment_rec *recs,
+                               size_t n, int *rcs)
 {
     if (l->readonly) {
         for (size_t i = 0; i < n; i++)

@@ -71,8 +71,8 @@ int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_s
  * (already recorded; skipped), and when the transaction as a whole fails
  * every other segment gets its error (nothing of it was written). Returns 0,
  * or the error of the transaction. */
-int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys,
-                               const ctl_segment_rec *recs, size_t n, int *rcs);
+int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl_segment_rec *recs,
+                               size_t n, int *rcs);
 
 int ctl_ledger_get_partial(ctl_ledger *l, const ctl_seg_key *key, ctl_partial_rec *out);
 /* Creates or replaces key's partial record. */

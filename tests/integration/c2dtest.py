@@ -333,6 +333,7 @@ class Broker:
             "max_inflight_messages 10000",
             "max_queued_messages 10000",
             "max_queued_bytes 0",
+            "set_tcp_nodelay true",
             "log_dest file %s" % self.log,
             "log_type all",
             "log_timestamp_format %H:%M:%S",

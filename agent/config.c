@@ -3,7 +3,6 @@
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -78,26 +77,6 @@ int agent_source_is_url(const char *source)
     return source[i] == ':' && i >= 2;
 }
 
-/* Replaces *p by base/ *p when *p is relative. */
-static int resolve(char **p, const char *base, const char *where, const char *key, char *err,
-                   size_t errlen)
-{
-    if (!*p || (*p)[0] == '/' || (*p)[0] == '\0')
-        return 0;
-    size_t nb = strlen(base), np = strlen(*p);
-    if (nb + 1 + np + 1 > PATH_MAX)
-        return fail(err, errlen, "%s: key \"%s\": path too long", where, key);
-    char *joined = malloc(nb + 1 + np + 1);
-    if (!joined)
-        return fail(err, errlen, "%s: out of memory", where);
-    memcpy(joined, base, nb);
-    joined[nb] = '/';
-    memcpy(joined + nb + 1, *p, np + 1);
-    free(*p);
-    *p = joined;
-    return 0;
-}
-
 static void free_channels(agent_channel_conf *chs, size_t n)
 {
     for (size_t i = 0; i < n; i++)
@@ -136,7 +115,7 @@ static int load_channels(const cJSON *arr, const char *path, const char *base, a
                 return fail(err, errlen, "%s: key \"id\" %lld is already used by channels[%d]",
                             where, (long long)ch->id, j);
         if (!agent_source_is_url(ch->source) &&
-            resolve(&ch->source, base, where, "source", err, errlen) != 0)
+            c2d_cfg_resolve_path(&ch->source, base, where, "source", err, errlen) != 0)
             return -1;
         i++;
     }
@@ -157,12 +136,9 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
         return -1;
 
     /* The directory relative paths are taken from, made absolute. */
-    char dirbuf[PATH_MAX], base[PATH_MAX];
-    snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-    if (!realpath(dirname(dirbuf), base)) {
-        fail(err, errlen, "%s: cannot resolve its directory: %s", path, strerror(errno));
+    char base[PATH_MAX];
+    if (c2d_cfg_base_dir(path, base, err, errlen) != 0)
         goto fail;
-    }
 
     if (c2d_cfg_apply(root, path, top_fields, N_TOP, &c, err, errlen) != 0)
         goto fail;
@@ -178,31 +154,9 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
         goto fail;
     }
     if (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path, &c.broker, err,
-                            errlen) != 0)
+                            errlen) != 0 ||
+        c2d_broker_cfg_resolve(&c.broker, base, path, err, errlen) != 0)
         goto fail;
-    static const struct {
-        const char *key;
-        size_t off;
-    } broker_paths[] = {
-        {"ca_file", offsetof(c2d_broker_cfg, ca_file)},
-        {"cert_file", offsetof(c2d_broker_cfg, cert_file)},
-        {"key_file", offsetof(c2d_broker_cfg, key_file)},
-    };
-    char where[PATH_MAX + 16];
-    snprintf(where, sizeof(where), "%s: broker", path);
-    if (empty(c.broker.host)) {
-        fail(err, errlen, "%s: key \"host\" must not be empty", where);
-        goto fail;
-    }
-    for (size_t i = 0; i < sizeof(broker_paths) / sizeof(broker_paths[0]); i++) {
-        char **p = (char **)((char *)&c.broker + broker_paths[i].off);
-        if (empty(*p)) {
-            fail(err, errlen, "%s: key \"%s\" must not be empty", where, broker_paths[i].key);
-            goto fail;
-        }
-        if (resolve(p, base, where, broker_paths[i].key, err, errlen) != 0)
-            goto fail;
-    }
     if (empty(c.broker.client_id)) {
         free(c.broker.client_id);
         c.broker.client_id = strdup(c.device_id);
@@ -211,12 +165,13 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
             goto fail;
         }
     }
-    if (resolve(&c.state_dir, base, path, "state_dir", err, errlen) != 0)
+    if (c2d_cfg_resolve_path(&c.state_dir, base, path, "state_dir", err, errlen) != 0)
         goto fail;
     if (empty(c.keep_sent_dir)) {
         free(c.keep_sent_dir);
         c.keep_sent_dir = NULL;
-    } else if (resolve(&c.keep_sent_dir, base, path, "keep_sent_dir", err, errlen) != 0) {
+    } else if (c2d_cfg_resolve_path(&c.keep_sent_dir, base, path, "keep_sent_dir", err, errlen) !=
+               0) {
         goto fail;
     }
     if (load_channels(cJSON_GetObjectItemCaseSensitive(root, "channels"), path, base, &c, err,

@@ -50,8 +50,22 @@ typedef struct {
     char *client_id;
 } c2d_broker_cfg;
 
+/* Loads the "broker" object (obj may be NULL: error "missing"). host and
+ * the three files must not be empty. Returns 0, or -1 with err set. */
 int c2d_broker_cfg_load(const cJSON *obj, const char *where, c2d_broker_cfg *out, char *err,
                         size_t errlen);
+/* Makes ca_file, cert_file and key_file absolute against base. */
+int c2d_broker_cfg_resolve(c2d_broker_cfg *b, const char *base, const char *where, char *err,
+                           size_t errlen);
 void c2d_broker_cfg_free(c2d_broker_cfg *b);
+
+/* Relative paths in a configuration file are relative to the file's own
+ * directory, so a program behaves the same whatever its working directory.
+ * c2d_cfg_base_dir writes that directory (absolute, PATH_MAX bytes);
+ * c2d_cfg_resolve_path replaces a relative non-empty *p by base/ *p. Both
+ * return 0, or -1 with err naming where and key. */
+int c2d_cfg_base_dir(const char *config_path, char *base, char *err, size_t errlen);
+int c2d_cfg_resolve_path(char **p, const char *base, const char *where, const char *key, char *err,
+                         size_t errlen);
 
 #endif

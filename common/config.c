@@ -1,6 +1,9 @@
 #include "common/c2d_config.h"
 #include "common/c2d_fs.h"
 
+#include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -169,11 +172,60 @@ int c2d_broker_cfg_load(const cJSON *obj, const char *where, c2d_broker_cfg *out
         return fail(err, errlen, "%s: missing required key \"broker\"", where);
     char w[200];
     snprintf(w, sizeof(w), "%s: broker", where);
-    if (c2d_cfg_apply(obj, w, broker_fields, N_BROKER, &b, err, errlen) != 0) {
-        c2d_cfg_free_strings(broker_fields, N_BROKER, &b);
-        return -1;
+    if (c2d_cfg_apply(obj, w, broker_fields, N_BROKER, &b, err, errlen) != 0)
+        goto fail;
+    const char *const nonempty[] = {"host", "ca_file", "cert_file", "key_file"};
+    const char *const values[] = {b.host, b.ca_file, b.cert_file, b.key_file};
+    for (size_t i = 0; i < sizeof(nonempty) / sizeof(nonempty[0]); i++) {
+        if (!values[i] || !values[i][0]) {
+            fail(err, errlen, "%s: key \"%s\" must not be empty", w, nonempty[i]);
+            goto fail;
+        }
     }
     *out = b;
+    return 0;
+fail:
+    c2d_cfg_free_strings(broker_fields, N_BROKER, &b);
+    return -1;
+}
+
+int c2d_broker_cfg_resolve(c2d_broker_cfg *b, const char *base, const char *where, char *err,
+                           size_t errlen)
+{
+    char w[PATH_MAX + 16];
+    snprintf(w, sizeof(w), "%s: broker", where);
+    if (c2d_cfg_resolve_path(&b->ca_file, base, w, "ca_file", err, errlen) != 0 ||
+        c2d_cfg_resolve_path(&b->cert_file, base, w, "cert_file", err, errlen) != 0 ||
+        c2d_cfg_resolve_path(&b->key_file, base, w, "key_file", err, errlen) != 0)
+        return -1;
+    return 0;
+}
+
+int c2d_cfg_base_dir(const char *config_path, char *base, char *err, size_t errlen)
+{
+    char buf[PATH_MAX];
+    if (snprintf(buf, sizeof(buf), "%s", config_path) >= (int)sizeof(buf))
+        return fail(err, errlen, "%s: path too long", config_path);
+    if (!realpath(dirname(buf), base))
+        return fail(err, errlen, "%s: cannot resolve its directory: %s", config_path,
+                    strerror(errno));
+    return 0;
+}
+
+int c2d_cfg_resolve_path(char **p, const char *base, const char *where, const char *key, char *err,
+                         size_t errlen)
+{
+    if (!*p || (*p)[0] == '/' || (*p)[0] == '\0')
+        return 0;
+    char buf[PATH_MAX];
+    int n = snprintf(buf, sizeof(buf), "%s/%s", base, *p);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return fail(err, errlen, "%s: key \"%s\": path too long", where, key);
+    char *joined = strdup(buf);
+    if (!joined)
+        return fail(err, errlen, "%s: out of memory", where);
+    free(*p);
+    *p = joined;
     return 0;
 }
 

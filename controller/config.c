@@ -1,7 +1,6 @@
 #include "controller/config.h"
 
 #include <errno.h>
-#include <libgen.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,24 +30,6 @@ static const c2d_cfg_field fields[] = {
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
-/* Replaces a relative *p by base/ *p. */
-static int resolve(char **p, const char *base, const char *where, const char *key, char *err,
-                   size_t errlen)
-{
-    if ((*p)[0] == '/')
-        return 0;
-    char buf[PATH_MAX];
-    int n = snprintf(buf, sizeof(buf), "%s/%s", base, *p);
-    char *joined = n > 0 && (size_t)n < sizeof(buf) ? strdup(buf) : NULL;
-    if (!joined) {
-        snprintf(err, errlen, "%s: key \"%s\": path too long", where, key);
-        return -1;
-    }
-    free(*p);
-    *p = joined;
-    return 0;
-}
-
 int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
 {
     ctl_config c;
@@ -58,13 +39,9 @@ int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
         return -1;
     /* Relative paths are taken from the configuration's directory, so the
      * daemon behaves the same whatever its working directory. */
-    char dirbuf[PATH_MAX], base[PATH_MAX], where[PATH_MAX + 16];
-    snprintf(dirbuf, sizeof(dirbuf), "%s", path);
-    if (!realpath(dirname(dirbuf), base)) {
-        snprintf(err, errlen, "%s: cannot resolve its directory: %s", path, strerror(errno));
+    char base[PATH_MAX];
+    if (c2d_cfg_base_dir(path, base, err, errlen) != 0)
         goto fail;
-    }
-    snprintf(where, sizeof(where), "%s: broker", path);
     if (c2d_cfg_apply(root, path, fields, N_FIELDS, &c, err, errlen) != 0)
         goto fail;
     if (c.data_dir[0] == '\0') {
@@ -72,34 +49,14 @@ int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
         goto fail;
     }
     if (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path, &c.broker, err,
-                            errlen) != 0)
+                            errlen) != 0 ||
+        c2d_broker_cfg_resolve(&c.broker, base, path, err, errlen) != 0)
         goto fail;
-    static const struct {
-        const char *key;
-        size_t off;
-    } broker_paths[] = {
-        {"ca_file", offsetof(c2d_broker_cfg, ca_file)},
-        {"cert_file", offsetof(c2d_broker_cfg, cert_file)},
-        {"key_file", offsetof(c2d_broker_cfg, key_file)},
-    };
-    for (size_t i = 0; i < sizeof(broker_paths) / sizeof(broker_paths[0]); i++) {
-        char **p = (char **)((char *)&c.broker + broker_paths[i].off);
-        if ((*p)[0] == '\0') {
-            snprintf(err, errlen, "%s: key \"%s\" must not be empty", where, broker_paths[i].key);
-            goto fail;
-        }
-        if (resolve(p, base, where, broker_paths[i].key, err, errlen) != 0)
-            goto fail;
-    }
-    if (!c.broker.host || c.broker.host[0] == '\0') {
-        snprintf(err, errlen, "%s: key \"host\" must not be empty", where);
-        goto fail;
-    }
     if (c.broker.client_id && c.broker.client_id[0] == '\0') {
         free(c.broker.client_id); /* empty: use the default */
         c.broker.client_id = NULL;
     }
-    if (resolve(&c.data_dir, base, path, "data_dir", err, errlen) != 0)
+    if (c2d_cfg_resolve_path(&c.data_dir, base, path, "data_dir", err, errlen) != 0)
         goto fail;
     cJSON_Delete(root);
     *out = c;

@@ -65,6 +65,17 @@
 /* Decoders avformat_find_stream_info may open: audio only (see open_input). */
 #define PROBE_DECODERS "aac,aac_fixed,aac_latm,pcm_mulaw,pcm_alaw,mp2,mp3,ac3,opus"
 
+/* The MPEG-TS demuxer collects each PES packet in a buffer of its
+ * max_packet_size (200 KiB by default; video PES packets carry no length,
+ * so every one gets the maximum) and keeps two per stream in a pool, filled
+ * up to the largest frame seen: ~400 KiB per channel of a 1080p camera.
+ * Smaller pieces are joined into the same frames again by the parser
+ * libavformat puts behind every audio and video stream of a TS (H.264,
+ * H.265, AAC, ...), so the packets we get, and the segments, stay the same
+ * (open_input checks that each stream has one). 64 KiB takes most P-frames
+ * in one piece. */
+#define TS_MAX_PACKET_BYTES "65536"
+
 /* Output time base and the size of a backward DTS jump that means the
  * source restarted its clock (jitter is milliseconds, restarts are big). */
 #define TB_HZ AGENT_SEG_TB_HZ
@@ -395,7 +406,19 @@ static void close_input(ch_run *r)
     r->in_idx[0] = r->in_idx[1] = -1;
 }
 
-static int open_input(ch_run *r, const char *url)
+/* Whether the demuxer hands every kept stream's data through a parser (see
+ * TS_MAX_PACKET_BYTES): without one, a split PES packet would come out as
+ * several packets. */
+static int kept_streams_parsed(const ch_run *r)
+{
+    for (int i = 0; i < 2; i++)
+        if (r->in_idx[i] >= 0 && !av_stream_get_parser(r->ic->streams[r->in_idx[i]]))
+            return 0;
+    return 1;
+}
+
+/* Opens url and probes it; small_pes: TS_MAX_PACKET_BYTES for MPEG-TS. */
+static int open_input_once(ch_run *r, const char *url, int small_pes)
 {
     agent_channel *ch = r->ch;
     AVFormatContext *ic = avformat_alloc_context();
@@ -415,6 +438,8 @@ static int open_input(ch_run *r, const char *url)
         return run_fail(r, "out of memory");
     }
     AVDictionary *opts = NULL;
+    if (small_pes) /* an option of the MPEG-TS demuxer, ignored by others */
+        av_dict_set(&opts, "max_packet_size", TS_MAX_PACKET_BYTES, 0);
     if (ch->live) {
         if (strncmp(url, "rtsp://", 7) == 0 || strncmp(url, "rtsps://", 8) == 0)
             av_dict_set(&opts, "rtsp_transport", "tcp", 0);
@@ -448,6 +473,16 @@ static int open_input(ch_run *r, const char *url)
     if (r->in_idx[0] < 0 && r->in_idx[1] < 0)
         return run_fail(r, "no video or audio stream");
     return RUN_OK;
+}
+
+static int open_input(ch_run *r, const char *url)
+{
+    int rc = open_input_once(r, url, 1);
+    if (rc != RUN_OK || strcmp(r->ic->iformat->name, "mpegts") != 0 || kept_streams_parsed(r))
+        return rc;
+    /* A codec without a parser: packets must stay whole PES packets. */
+    close_input(r);
+    return open_input_once(r, url, 0);
 }
 
 /* av_read_frame with the live deadline. 0, AVERROR_EOF or an error. */

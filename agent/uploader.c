@@ -66,6 +66,18 @@ static const struct {
     {"storage", REACT_LATER},
 };
 
+/* The per-segment part of a lane, saved while a segment awaits commit. */
+typedef struct {
+    agent_lane_phase phase; /* BEGIN (re-sent on reconnect) or END */
+    agent_segment seg;
+    int fd;
+    uint64_t sent, confirmed;
+    int rewound;
+    uint64_t rewound_to;
+    int64_t last_ack_us;
+    unsigned begin_tries, storage_tries, hash_tries;
+} seg_state;
+
 typedef struct {
     uint16_t ch;
     agent_lane_phase phase;
@@ -83,6 +95,14 @@ typedef struct {
     int64_t parked[AGENT_UPLOADER_PARK_MAX];
     size_t n_parked;
     int64_t park_floor; /* every segment up to this start is parked */
+    /* The previous segment, all of it sent and end sent (or, after a
+     * reconnect, begin re-sent), waiting for committed while the lane sends
+     * its next one. At most one per lane; its spool entry stays until
+     * committed or duplicate. Anything else that happens to it (rejection,
+     * timeout, an offset short of its size) makes it the active segment
+     * again and puts the one being sent back (it stays in the spool). */
+    int has_wait;
+    seg_state wait;
     agent_lane_status st;
 } lane;
 
@@ -129,22 +149,29 @@ const char *agent_lane_phase_name(agent_lane_phase p)
     return "unknown";
 }
 
-static void emit(agent_uploader *up, const lane *l, agent_upload_event_type type, uint64_t offset,
-                 const char *reason, const char *action, int err)
+static void emit_seg(agent_uploader *up, uint16_t ch, const agent_segment *seg,
+                     agent_upload_event_type type, uint64_t offset, const char *reason,
+                     const char *action, int err)
 {
     if (!up->cfg.on_event)
         return;
     agent_upload_event ev = {
         .type = type,
-        .channel = l->ch,
-        .start_us = l->seg.start_us,
-        .size = l->seg.size,
+        .channel = ch,
+        .start_us = seg->start_us,
+        .size = seg->size,
         .offset = offset,
         .reason = reason ? reason : "",
         .action = action ? action : "",
         .err = err,
     };
     up->cfg.on_event(up->cfg.event_ctx, &ev);
+}
+
+static void emit(agent_uploader *up, const lane *l, agent_upload_event_type type, uint64_t offset,
+                 const char *reason, const char *action, int err)
+{
+    emit_seg(up, l->ch, &l->seg, type, offset, reason, action, err);
 }
 
 static void set_reason(lane *l, const char *reason)
@@ -214,23 +241,31 @@ static int publish(agent_uploader *up, const void *buf, size_t len)
     return up->cfg.publish(up->cfg.publish_ctx, buf, len);
 }
 
-/* Sends a control message; on failure the lane backs off briefly. */
-static int send_control(agent_uploader *up, lane *l, c2d_msg_type type, int64_t now)
+/* Publishes begin or end for a segment; 0 or -1. */
+static int publish_control(agent_uploader *up, uint16_t ch, const agent_segment *seg,
+                           c2d_msg_type type)
 {
     c2d_msg m;
     memset(&m, 0, sizeof(m));
     m.type = type;
     m.version = C2D_PROTO_VERSION;
-    m.channel = l->ch;
-    m.start_us = l->seg.start_us;
+    m.channel = ch;
+    m.start_us = seg->start_us;
     if (type == C2D_MSG_BEGIN) {
-        m.duration_us = l->seg.duration_us;
-        m.size = l->seg.size;
-        memcpy(m.sha256, l->seg.sha256, sizeof(m.sha256));
+        m.duration_us = seg->duration_us;
+        m.size = seg->size;
+        memcpy(m.sha256, seg->sha256, sizeof(m.sha256));
     }
     char *json = c2d_msg_encode(&m);
     int rc = json ? publish(up, json, strlen(json)) : -1;
     free(json);
+    return rc;
+}
+
+/* Sends a control message; on failure the lane backs off briefly. */
+static int send_control(agent_uploader *up, lane *l, c2d_msg_type type, int64_t now)
+{
+    int rc = publish_control(up, l->ch, &l->seg, type);
     if (rc != 0) {
         backoff(l, PUBLISH_RETRY_US, now);
         return -1;
@@ -246,10 +281,58 @@ static void do_begin(agent_uploader *up, lane *l, int64_t now)
         l->phase = AGENT_LANE_BEGIN;
 }
 
+/* The lane's active segment (end sent) becomes the one awaiting commit and
+ * the lane is free to take its next segment at once. */
+static void to_wait(lane *l, int64_t now)
+{
+    seg_state *w = &l->wait;
+    w->phase = AGENT_LANE_END;
+    w->seg = l->seg;
+    w->fd = l->fd;
+    w->sent = l->sent;
+    w->confirmed = l->confirmed;
+    w->rewound = l->rewound;
+    w->rewound_to = l->rewound_to;
+    w->last_ack_us = l->last_ack_us;
+    w->begin_tries = l->begin_tries;
+    w->storage_tries = l->storage_tries;
+    w->hash_tries = l->hash_tries;
+    l->has_wait = 1;
+    l->fd = -1; /* now the awaiting segment's */
+    go_idle(l, now);
+}
+
+/* The segment awaiting commit becomes the active one again, in the phase
+ * it was in; the segment being sent, if any, is put back: it stays in the
+ * spool and is taken again (begin, resume from the offset) later. */
+static void restore_wait(lane *l)
+{
+    seg_state *w = &l->wait;
+    if (l->fd >= 0)
+        close(l->fd);
+    l->phase = w->phase;
+    l->seg = w->seg;
+    l->fd = w->fd;
+    l->sent = w->sent;
+    l->confirmed = w->confirmed;
+    l->rewound = w->rewound;
+    l->rewound_to = w->rewound_to;
+    l->last_ack_us = w->last_ack_us;
+    l->begin_tries = w->begin_tries;
+    l->storage_tries = w->storage_tries;
+    l->hash_tries = w->hash_tries;
+    l->has_wait = 0;
+    memset(w, 0, sizeof(*w));
+    w->fd = -1;
+}
+
 static void do_end(agent_uploader *up, lane *l, int64_t now)
 {
-    if (send_control(up, l, C2D_MSG_END, now) == 0)
+    if (send_control(up, l, C2D_MSG_END, now) == 0) {
         l->phase = AGENT_LANE_END;
+        if (!l->has_wait)
+            to_wait(l, now);
+    }
 }
 
 /* Sends begin again after something went wrong; backs off once begins have
@@ -316,9 +399,10 @@ static void activate(agent_uploader *up, lane *l, int64_t now)
     int rc;
     for (;;) {
         rc = agent_spool_next(up->cfg.spool, l->ch, after, &seg);
-        if (rc != 0 || !is_parked(l, seg.start_us))
+        if (rc != 0 ||
+            (!is_parked(l, seg.start_us) && !(l->has_wait && seg.start_us == l->wait.seg.start_us)))
             break;
-        after = seg.start_us;
+        after = seg.start_us; /* parked, or the one awaiting commit */
     }
     if (rc == -ENOENT) {
         l->next_poll_us = now + IDLE_POLL_US;
@@ -400,6 +484,35 @@ static void finish(agent_uploader *up, lane *l, int duplicate, int64_t now)
         up->n_committed++;
     emit(up, l, duplicate ? AGENT_UP_DUPLICATE : AGENT_UP_COMMITTED, l->seg.size, "", "", 0);
     go_idle(l, now);
+}
+
+/* committed or duplicate for the segment awaiting commit. */
+static void finish_wait(agent_uploader *up, lane *l, int duplicate, int64_t now)
+{
+    seg_state *w = &l->wait;
+    int rc = agent_spool_remove(up->cfg.spool, l->ch, w->seg.start_us, up->keep_dir);
+    if (rc != 0 && rc != -ENOENT) {
+        /* Still queued: the lane takes it again (begin, duplicate) later. */
+        emit_seg(up, l->ch, &w->seg, AGENT_UP_ERROR, 0, "cannot remove acknowledged segment",
+                 "retry later", rc);
+    } else {
+        l->st.committed++;
+        up->bytes_committed += w->seg.size;
+        if (duplicate)
+            up->n_duplicate++;
+        else
+            up->n_committed++;
+        emit_seg(up, l->ch, &w->seg, duplicate ? AGENT_UP_DUPLICATE : AGENT_UP_COMMITTED,
+                 w->seg.size, "", "", 0);
+    }
+    if (w->fd >= 0)
+        close(w->fd);
+    memset(w, 0, sizeof(*w));
+    w->fd = -1;
+    l->has_wait = 0;
+    /* The next segment may already be all sent and waiting for its turn. */
+    if (l->phase == AGENT_LANE_END)
+        to_wait(l, now);
 }
 
 static int active(const lane *l)
@@ -495,9 +608,50 @@ static lane *find_lane(agent_uploader *up, uint16_t ch)
     return NULL;
 }
 
+static void handle_ack(agent_uploader *up, const c2d_msg *m, int64_t now);
+
+/* An ack for the segment awaiting commit. committed / duplicate finish it,
+ * offsets are noted; after a reconnect's begin an offset of its full size
+ * is answered with end again. Anything else (a rejection, an offset short of
+ * its size) makes it the active segment again and is handled as such. */
+static void handle_wait_ack(agent_uploader *up, lane *l, const c2d_msg *m, int64_t now)
+{
+    seg_state *w = &l->wait;
+    uint64_t off = m->offset < w->seg.size ? m->offset : w->seg.size;
+    switch (m->status) {
+    case C2D_ACK_COMMITTED:
+    case C2D_ACK_DUPLICATE:
+        finish_wait(up, l, m->status == C2D_ACK_DUPLICATE, now);
+        return;
+    case C2D_ACK_OFFSET:
+        w->last_ack_us = now;
+        if (w->phase == AGENT_LANE_END) {
+            if (off > w->confirmed)
+                w->confirmed = off;
+            return;
+        }
+        if (off == w->seg.size && publish_control(up, l->ch, &w->seg, C2D_MSG_END) == 0) {
+            w->phase = AGENT_LANE_END;
+            w->begin_tries = 0;
+            w->sent = w->confirmed = off;
+            w->rewound = 0;
+            return;
+        }
+        break;
+    case C2D_ACK_REJECTED:
+        break;
+    }
+    restore_wait(l);
+    handle_ack(up, m, now);
+}
+
 static void handle_ack(agent_uploader *up, const c2d_msg *m, int64_t now)
 {
     lane *l = find_lane(up, m->channel);
+    if (l && l->has_wait && l->wait.seg.start_us == m->start_us) {
+        handle_wait_ack(up, l, m, now);
+        return;
+    }
     if (!l || !active(l) || l->seg.start_us != m->start_us) {
         up->n_stale++;
         if (l && m->status == C2D_ACK_REJECTED) {
@@ -552,6 +706,18 @@ static void on_connection(agent_uploader *up, int connected, int64_t now)
     /* The controller may have lost what was in flight, or more: ask it. */
     for (size_t i = 0; i < up->n; i++) {
         lane *l = &up->lanes[i];
+        if (l->has_wait) {
+            seg_state *w = &l->wait;
+            if (publish_control(up, l->ch, &w->seg, C2D_MSG_BEGIN) != 0) {
+                restore_wait(l);
+                backoff(l, PUBLISH_RETRY_US, now);
+                continue;
+            }
+            w->phase = AGENT_LANE_BEGIN;
+            w->begin_tries = 0;
+            w->rewound = 0;
+            w->last_ack_us = now;
+        }
         if (l->phase == AGENT_LANE_BEGIN || l->phase == AGENT_LANE_SENDING ||
             l->phase == AGENT_LANE_END) {
             l->begin_tries = 0;
@@ -578,6 +744,14 @@ static void work(agent_uploader *up, int64_t now, int64_t *wake)
         return;
     for (size_t i = 0; i < up->n; i++) {
         lane *l = &up->lanes[i];
+        if (l->has_wait && now - l->wait.last_ack_us >= up->cfg.ack_timeout_us) {
+            /* Handled as before this lane went on: the awaiting segment is
+             * the active one again, the one being sent goes back. */
+            restore_wait(l);
+            emit(up, l, AGENT_UP_TIMEOUT, l->confirmed, "no ack", "resend begin", 0);
+            retry_begin(up, l, now);
+            continue;
+        }
         if (l->phase == AGENT_LANE_IDLE && now >= l->next_poll_us)
             activate(up, l, now);
         else if (l->phase == AGENT_LANE_BACKOFF && now >= l->retry_at_us)
@@ -619,6 +793,8 @@ static void work(agent_uploader *up, int64_t now, int64_t *wake)
 
     for (size_t i = 0; i < up->n; i++) {
         const lane *l = &up->lanes[i];
+        if (l->has_wait)
+            min_wake(wake, l->wait.last_ack_us + up->cfg.ack_timeout_us);
         if (l->phase == AGENT_LANE_IDLE)
             min_wake(wake, l->next_poll_us);
         else if (l->phase == AGENT_LANE_BACKOFF)
@@ -649,9 +825,10 @@ static void snapshot(agent_uploader *up)
         l->st.size = l->seg.size;
         l->st.sent = l->sent;
         l->st.confirmed = l->confirmed;
+        l->st.awaiting_start_us = l->has_wait ? l->wait.seg.start_us : 0;
         up->snap_lanes[i] = l->st;
         s->parked += l->st.parked; /* parked segments stay queued until the next start */
-        s->busy |= l->phase != AGENT_LANE_IDLE;
+        s->busy |= l->phase != AGENT_LANE_IDLE || l->has_wait;
     }
     pthread_mutex_unlock(&up->smu);
 }
@@ -706,9 +883,12 @@ static void *run(void *arg)
 static void destroy(agent_uploader *up)
 {
     if (up->lanes)
-        for (size_t i = 0; i < up->n; i++)
+        for (size_t i = 0; i < up->n; i++) {
             if (up->lanes[i].fd >= 0)
                 close(up->lanes[i].fd);
+            if (up->lanes[i].has_wait && up->lanes[i].wait.fd >= 0)
+                close(up->lanes[i].wait.fd);
+        }
     free(up->lanes);
     free(up->snap_lanes);
     free(up->q);
@@ -747,6 +927,7 @@ int agent_uploader_start(const agent_uploader_cfg *cfg, agent_uploader **out)
         lane *l = &up->lanes[i];
         l->ch = cfg->channels[i];
         l->fd = -1;
+        l->wait.fd = -1;
         l->phase = AGENT_LANE_IDLE;
         l->park_floor = INT64_MIN;
         l->next_poll_us = now;

@@ -15,7 +15,13 @@
  * Scheduling: one active segment per channel (its oldest queued one), the
  * channels share a global window of window_chunks unconfirmed chunks
  * round-robin a chunk at a time (agent/upload_sched.h), under a token bucket of
- * rate_limit_bps. Memory: one send buffer of 32 + chunk_bytes bytes, filled
+ * rate_limit_bps. Once a segment's end is sent the lane takes its next
+ * segment while the previous one awaits committed (the controller's fsync):
+ * at most one segment per lane awaits commit; a rejection or ack timeout
+ * for it makes it the active segment again and puts the one being sent back
+ * in the queue (it resumes later from the controller's offset). Acks are
+ * matched by (channel, start) to the awaiting or the active segment. On a
+ * reconnect both send begin again. Memory: one send buffer of 32 + chunk_bytes bytes, filled
  * with pread from the segment file; nothing else grows with segment size.
  *
  * Events (committed, rejected, parked, ...) are reported through a
@@ -100,9 +106,10 @@ typedef struct {
     agent_lane_phase phase;
     int64_t start_us; /* active segment, 0 if idle */
     uint64_t size;
-    uint64_t sent;      /* bytes sent */
-    uint64_t confirmed; /* bytes the controller confirmed */
-    uint64_t committed; /* segments committed or duplicate since start */
+    uint64_t sent;             /* bytes sent */
+    uint64_t confirmed;        /* bytes the controller confirmed */
+    int64_t awaiting_start_us; /* previous segment awaiting committed, 0 if none */
+    uint64_t committed;        /* segments committed or duplicate since start */
     uint64_t rejections;
     uint64_t parked;                  /* segments parked since start (still in the spool) */
     uint64_t dropped;                 /* corrupt segments removed unsent */

@@ -27,7 +27,7 @@ void c2d_sha256_discard(c2d_sha256 *h);
 /* Writes the hex digest of what h has seen so far; h can take more data. */
 void c2d_sha256_peek_hex(const c2d_sha256 *h, char hex[65]);
 /* Hashes the first len bytes of a file (all of it if len is UINT64_MAX).
- * 0 or -errno (-EIO if the file is shorter than len). */
+ * 0 or -errno (-EIO if the file is shorter than len, -ENOMEM). */
 int c2d_sha256_file(const char *path, uint64_t len, c2d_sha256 *into);
 int c2d_sha256_file_hex(const char *path, char hex[65]);
 

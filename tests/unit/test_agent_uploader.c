@@ -515,14 +515,18 @@ static void test_hash_mismatch(void)
     ack(5, 100, C2D_ACK_OFFSET, 0, NULL);
     EXPECT_CHUNK(5, 100, 0);
     EXPECT_END(5, 100, 2000);
-    /* Own file intact: start over, at most AGENT_UPLOADER_HASH_RETRIES times. */
+    EXPECT_BEGIN(5, 200, 2000); /* the next one starts while 100 awaits commit */
+    /* Own file intact: start over, at most AGENT_UPLOADER_HASH_RETRIES times
+     * (200 is put back each time and taken again once 100's end is out). */
     for (int i = 0; i < AGENT_UPLOADER_HASH_RETRIES; i++) {
         ack(5, 100, C2D_ACK_REJECTED, 0, "hash_mismatch");
         EXPECT_BEGIN(5, 100, 2000);
         ack(5, 100, C2D_ACK_OFFSET, 0, NULL);
         EXPECT_CHUNK(5, 100, 0);
         EXPECT_END(5, 100, 2000);
+        EXPECT_BEGIN(5, 200, 2000);
     }
+    usleep(100000); /* 200's begin is answered after this */
     ack(5, 100, C2D_ACK_REJECTED, 0, "hash_mismatch");
     EXPECT_BEGIN(5, 200, 2000); /* parked; next segment */
     CHECK(event_count(AGENT_UP_PARKED) == 1);
@@ -632,6 +636,214 @@ static void test_rate_limit(void)
     teardown();
 }
 
+static agent_lane_status lane_status(size_t i)
+{
+    agent_lane_status lanes[4];
+    memset(lanes, 0, sizeof(lanes));
+    agent_uploader_get_status(up, NULL, lanes, 4);
+    return lanes[i];
+}
+
+/* The next segment's begin and chunks flow while the previous one awaits
+ * committed; never more than one awaiting per lane; the late commit removes
+ * the right file. */
+static void test_overlap_commit(void)
+{
+    const uint16_t chs[] = {2};
+    setup(chs, 1, 4096, 4, 5000000);
+    add_segment(2, 100, 2 * 4096, 1);
+    add_segment(2, 200, 3 * 4096, 2);
+    add_segment(2, 300, 4096, 3);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(2, 100, 2000);
+    ack(2, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(2, 100, 0);
+    EXPECT_CHUNK(2, 100, 4096);
+    EXPECT_END(2, 100, 2000);
+    /* No commit for 100 yet: 200 starts at once. */
+    EXPECT_BEGIN(2, 200, 2000);
+    ack(2, 100, C2D_ACK_OFFSET, 4096, NULL); /* late chunk acks of 100: noted */
+    ack(2, 100, C2D_ACK_OFFSET, 8192, NULL);
+    ack(2, 200, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(2, 200, 0);
+    EXPECT_CHUNK(2, 200, 4096);
+    EXPECT_CHUNK(2, 200, 8192);
+    EXPECT_END(2, 200, 2000);
+    /* 200 is all sent but 100 still awaits: 300 must wait (one per lane). */
+    CHECK(next_msg(400) == NULL);
+    agent_lane_status ls = lane_status(0);
+    CHECK(ls.awaiting_start_us == 100);
+    CHECK(ls.phase == AGENT_LANE_END && ls.start_us == 200);
+    CHECK(queued(2, 100) && queued(2, 200) && queued(2, 300));
+    ack(2, 100, C2D_ACK_COMMITTED, 8192, NULL);
+    /* 100 is removed, 200 now awaits, 300 starts. */
+    EXPECT_BEGIN(2, 300, 2000);
+    CHECK(!queued(2, 100));
+    CHECK(queued(2, 200) && queued(2, 300));
+    ls = lane_status(0);
+    CHECK(ls.awaiting_start_us == 200);
+    CHECK(event_count(AGENT_UP_COMMITTED) == 1);
+    ack(2, 300, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(2, 300, 0);
+    EXPECT_END(2, 300, 2000);
+    ack(2, 300, C2D_ACK_COMMITTED, 4096, NULL); /* out of order: 300 before 200 */
+    CHECK(wait_queued(1, 2000));
+    CHECK(queued(2, 200) && !queued(2, 300));
+    ack(2, 200, C2D_ACK_DUPLICATE, 3 * 4096, NULL);
+    CHECK(wait_queued(0, 2000));
+    CHECK(event_count(AGENT_UP_COMMITTED) == 2 && event_count(AGENT_UP_DUPLICATE) == 1);
+    usleep(50000);
+    agent_uploader_status st;
+    agent_uploader_get_status(up, &st, NULL, 0);
+    CHECK(!st.busy && st.segments_committed == 2 && st.segments_duplicate == 1);
+    CHECK(next_msg(300) == NULL);
+    teardown();
+}
+
+/* A rejection of the awaiting segment: it is the active one again (handled
+ * as before), the one being sent is put back and resumes later. */
+static void test_wait_rejected(void)
+{
+    const uint16_t chs[] = {3};
+    setup(chs, 1, 4096, 2, 5000000);
+    add_segment(3, 100, 2 * 4096, 1);
+    add_segment(3, 200, 4 * 4096, 2);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(3, 100, 2000);
+    ack(3, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(3, 100, 0);
+    EXPECT_CHUNK(3, 100, 4096);
+    EXPECT_END(3, 100, 2000);
+    EXPECT_BEGIN(3, 200, 2000);
+    ack(3, 200, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(3, 200, 0);
+    EXPECT_CHUNK(3, 200, 4096);
+    CHECK(next_msg(200) == NULL); /* window of 2 */
+    /* 100's second chunk was lost: its end is refused. */
+    ack(3, 100, C2D_ACK_REJECTED, 4096, "size_mismatch");
+    EXPECT_CHUNK(3, 100, 4096);
+    EXPECT_END(3, 100, 2000);
+    EXPECT_BEGIN(3, 200, 2000); /* put back, taken again */
+    CHECK(queued(3, 100) && queued(3, 200));
+    CHECK(event_count(AGENT_UP_REJECTED) == 1);
+    ack(3, 200, C2D_ACK_OFFSET, 8192, NULL); /* the controller kept 200's chunks */
+    EXPECT_CHUNK(3, 200, 8192);
+    EXPECT_CHUNK(3, 200, 12288);
+    EXPECT_END(3, 200, 2000);
+    ack(3, 100, C2D_ACK_COMMITTED, 8192, NULL);
+    ack(3, 200, C2D_ACK_COMMITTED, 4 * 4096, NULL);
+    CHECK(wait_queued(0, 2000));
+    CHECK(event_count(AGENT_UP_COMMITTED) == 2);
+
+    /* A parking rejection of the awaiting one: kept, the other goes on. */
+    add_segment(3, 300, 4096, 3);
+    add_segment(3, 400, 4096, 4);
+    EXPECT_BEGIN(3, 300, 2000);
+    ack(3, 300, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(3, 300, 0);
+    EXPECT_END(3, 300, 2000);
+    EXPECT_BEGIN(3, 400, 2000);
+    ack(3, 300, C2D_ACK_REJECTED, 4096, "conflict");
+    EXPECT_BEGIN(3, 400, 2000); /* put back and taken again */
+    CHECK(event_count(AGENT_UP_PARKED) == 1);
+    ack(3, 400, C2D_ACK_DUPLICATE, 4096, NULL);
+    CHECK(wait_queued(1, 2000));
+    CHECK(queued(3, 300) && !queued(3, 400));
+    teardown();
+}
+
+/* No commit for the awaiting segment within the ack timeout: begin again
+ * for it (the one being sent is put back). */
+static void test_wait_timeout(void)
+{
+    const uint16_t chs[] = {4};
+    setup(chs, 1, 4096, 2, 400000);
+    add_segment(4, 100, 4096, 1);
+    add_segment(4, 200, 64 * 4096, 2);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(4, 100, 2000);
+    ack(4, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(4, 100, 0);
+    EXPECT_END(4, 100, 2000);
+    int64_t t0 = c2d_mono_us();
+    EXPECT_BEGIN(4, 200, 2000);
+    ack(4, 200, C2D_ACK_OFFSET, 0, NULL);
+    /* 200 keeps going (its chunks are acked), 100 hears nothing. */
+    int got_begin = 0, chunks = 0;
+    while (c2d_mono_us() - t0 < 2000000) {
+        sent_msg *s = next_msg(500);
+        if (!s)
+            break;
+        if (s->is_chunk == 1) {
+            CHECK(s->c.start_us == 200);
+            chunks++;
+            usleep(10000); /* 64 chunks take longer than the timeout */
+            ack(4, 200, C2D_ACK_OFFSET, s->c.offset + s->c.length, NULL);
+        } else if (s->is_chunk == 0 && s->m.type == C2D_MSG_BEGIN && s->m.start_us == 100) {
+            got_begin = 1;
+            free_msg(s);
+            break;
+        }
+        free_msg(s);
+    }
+    int64_t dt = c2d_mono_us() - t0;
+    CHECK(got_begin);
+    CHECK(chunks > 0 && chunks < 64);
+    CHECK(dt >= 350000);
+    CHECK(event_count(AGENT_UP_TIMEOUT) == 1);
+    usleep(100000);                          /* 200's acks in the queue are stale now */
+    ack(4, 100, C2D_ACK_OFFSET, 4096, NULL); /* all there: end again */
+    EXPECT_END(4, 100, 2000);
+    EXPECT_BEGIN(4, 200, 2000);
+    CHECK(queued(4, 100));
+    ack(4, 100, C2D_ACK_COMMITTED, 4096, NULL);
+    ack(4, 200, C2D_ACK_DUPLICATE, 64 * 4096, NULL);
+    CHECK(wait_queued(0, 2000));
+    CHECK(event_count(AGENT_UP_COMMITTED) == 1 && event_count(AGENT_UP_DUPLICATE) == 1);
+    teardown();
+}
+
+/* Reconnect with one segment awaiting commit and one being sent: both
+ * send begin again; the awaiting one gets its size back and sends end. */
+static void test_wait_reconnect(void)
+{
+    const uint16_t chs[] = {5, 6};
+    setup(chs, 2, 4096, 1, 5000000);
+    add_segment(5, 100, 4096, 1);
+    add_segment(5, 200, 3 * 4096, 2);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(5, 100, 2000);
+    ack(5, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(5, 100, 0);
+    EXPECT_END(5, 100, 2000);
+    EXPECT_BEGIN(5, 200, 2000);
+    ack(5, 200, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(5, 200, 0);
+    CHECK(next_msg(200) == NULL); /* window of 1 */
+    agent_uploader_set_connected(up, 0);
+    usleep(100000);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(5, 100, 2000);
+    EXPECT_BEGIN(5, 200, 2000);
+    CHECK(next_msg(200) == NULL);
+    ack(5, 100, C2D_ACK_OFFSET, 4096, NULL);
+    EXPECT_END(5, 100, 2000);
+    ack(5, 200, C2D_ACK_OFFSET, 4096, NULL);
+    EXPECT_CHUNK(5, 200, 4096);
+    CHECK(lane_status(0).awaiting_start_us == 100);
+    ack(5, 100, C2D_ACK_COMMITTED, 4096, NULL);
+    CHECK(wait_queued(1, 2000));
+    CHECK(!queued(5, 100) && queued(5, 200));
+    ack(5, 200, C2D_ACK_OFFSET, 8192, NULL);
+    EXPECT_CHUNK(5, 200, 8192);
+    ack(5, 200, C2D_ACK_OFFSET, 3 * 4096, NULL);
+    EXPECT_END(5, 200, 2000);
+    ack(5, 200, C2D_ACK_COMMITTED, 3 * 4096, NULL);
+    CHECK(wait_queued(0, 2000));
+    CHECK(event_count(AGENT_UP_COMMITTED) == 2);
+    teardown();
+}
+
 static void test_bad_cfg(void)
 {
     agent_uploader_cfg cfg = {0};
@@ -655,6 +867,10 @@ int main(void)
     test_hash_mismatch();
     test_timeout_reconnect_storage();
     test_rate_limit();
+    test_overlap_commit();
+    test_wait_rejected();
+    test_wait_timeout();
+    test_wait_reconnect();
     nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

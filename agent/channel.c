@@ -29,9 +29,11 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/mathematics.h>
 #include <limits.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
@@ -72,9 +74,10 @@
  * Smaller pieces are joined into the same frames again by the parser
  * libavformat puts behind every audio and video stream of a TS (H.264,
  * H.265, AAC, ...), so the packets we get, and the segments, stay the same
- * (open_input checks that each stream has one). 64 KiB takes most P-frames
- * in one piece. */
-#define TS_MAX_PACKET_BYTES "65536"
+ * (open_input checks that each stream has one). 32 KiB: 64 KB per channel
+ * instead of 400; measured, the extra pieces cost no CPU, and 16-64 KiB
+ * differ by less than the run-to-run noise. */
+#define TS_MAX_PACKET_BYTES "32768"
 
 /* Output time base and the size of a backward DTS jump that means the
  * source restarted its clock (jitter is milliseconds, restarts are big). */
@@ -254,6 +257,20 @@ static int64_t to_us(int64_t ticks)
     return av_rescale(ticks, 1000000, TB_HZ);
 }
 
+/* Gives the heap's free pages back to the system. The channels' large
+ * buffers (probed packets, the decoder context avformat_find_stream_info
+ * opens and closes, frames, segment buffers) come and go in the heap
+ * (MALLOC_MMAP_THRESHOLD in main.c), interleaved with live allocations, so
+ * glibc's own trimming, which only shrinks the top of the heap, keeps most of
+ * them resident. Called after each probe and each segment (seconds apart);
+ * a no-op without glibc. */
+static void release_free_memory(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 /* ---- checkpoint ---------------------------------------------------------- */
 
 static void pos_init(ch_pos *p)
@@ -406,14 +423,20 @@ static void close_input(ch_run *r)
     r->in_idx[0] = r->in_idx[1] = -1;
 }
 
-/* Whether the demuxer hands every kept stream's data through a parser (see
- * TS_MAX_PACKET_BYTES): without one, a split PES packet would come out as
- * several packets. */
+/* Whether libavformat passes every kept stream through a parser (see
+ * TS_MAX_PACKET_BYTES): the MPEG-TS demuxer asks for full parsing of all its
+ * streams, which happens when libavcodec has a parser for the codec.
+ * Without one a split PES packet would come out as several packets. */
 static int kept_streams_parsed(const ch_run *r)
 {
-    for (int i = 0; i < 2; i++)
-        if (r->in_idx[i] >= 0 && !av_stream_get_parser(r->ic->streams[r->in_idx[i]]))
+    for (int i = 0; i < 2; i++) {
+        if (r->in_idx[i] < 0)
+            continue;
+        AVCodecParserContext *pc = av_parser_init(r->ic->streams[r->in_idx[i]]->codecpar->codec_id);
+        if (!pc)
             return 0;
+        av_parser_close(pc);
+    }
     return 1;
 }
 
@@ -478,11 +501,13 @@ static int open_input_once(ch_run *r, const char *url, int small_pes)
 static int open_input(ch_run *r, const char *url)
 {
     int rc = open_input_once(r, url, 1);
-    if (rc != RUN_OK || strcmp(r->ic->iformat->name, "mpegts") != 0 || kept_streams_parsed(r))
-        return rc;
-    /* A codec without a parser: packets must stay whole PES packets. */
-    close_input(r);
-    return open_input_once(r, url, 0);
+    if (rc == RUN_OK && strcmp(r->ic->iformat->name, "mpegts") == 0 && !kept_streams_parsed(r)) {
+        /* A codec without a parser: packets must stay whole PES packets. */
+        close_input(r);
+        rc = open_input_once(r, url, 0);
+    }
+    release_free_memory();
+    return rc;
 }
 
 /* av_read_frame with the live deadline. 0, AVERROR_EOF or an error. */
@@ -686,6 +711,7 @@ static int close_segment(ch_run *r, int64_t end_90k)
                  (unsigned)ch->id, ch->name, (unsigned long long)r->bad_ts,
                  (unsigned long long)r->no_key, (unsigned long long)r->jumps);
     r->bad_ts = r->no_key = r->jumps = 0;
+    release_free_memory();
     return RUN_OK;
 }
 

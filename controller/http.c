@@ -1,0 +1,789 @@
+/* The controller's HTTP/JSON API server: see http.h. */
+#include "controller/http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+
+/* Bytes of an error message kept (see ctl_http_resp_error). */
+#define ERR_MESSAGE_MAX 512
+
+/* Bytes of the Allow header: every method of the table, comma separated. */
+#define ALLOW_MAX 256
+
+typedef struct {
+    char *method;
+    char *buf; /* the pattern, split in place into seg[] */
+    size_t nseg;
+    const char *seg[CTL_HTTP_SEGMENTS_MAX];
+    bool param[CTL_HTTP_SEGMENTS_MAX]; /* seg[i] is a parameter name */
+    ctl_http_handler fn;
+    void *ud;
+} route;
+
+struct ctl_http {
+    char *address;
+    uint16_t cfg_port;
+    size_t body_max;
+    unsigned conn_max, timeout_s, threads;
+    struct sockaddr_storage sa;
+    route *routes;
+    size_t nroutes;
+    struct MHD_Daemon *d;
+    uint16_t port;
+};
+
+struct ctl_http_resp {
+    bool set;
+    unsigned status;
+    char *body; /* cJSON_PrintUnformatted output (cJSON's allocator) or NULL */
+    size_t nh;
+    char *hname[CTL_HTTP_RESP_HEADERS_MAX], *hval[CTL_HTTP_RESP_HEADERS_MAX];
+};
+
+struct ctl_http_req {
+    ctl_http *h;
+    struct MHD_Connection *conn;
+    char *raw;     /* the request target as sent; NULL when too long */
+    bool too_long; /* raw was over CTL_HTTP_URL_MAX */
+    bool started;  /* the first access-handler call (headers) was seen */
+    bool answered; /* a response was queued before the body was read */
+    bool body_expected;
+    bool too_large;   /* the body grew past body_max: being discarded */
+    size_t discarded; /* bytes of it discarded so far */
+    uintptr_t raw_at; /* where MHD's buffer held the target (see precheck) */
+    const char *method;
+    const char *version;
+    char *path;   /* decoded segments joined with '/' */
+    char *segbuf; /* decoded segments, each NUL-terminated */
+    size_t nseg;
+    const char *seg[CTL_HTTP_SEGMENTS_MAX];
+    const route *route;
+    char *body;
+    size_t len, cap;
+    cJSON *json;
+};
+
+/* --- Small helpers --- */
+
+static bool is_utf8(const unsigned char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        unsigned c = s[i];
+        size_t k;
+        unsigned min, cp;
+        if (c < 0x80) {
+            i++;
+            continue;
+        } else if ((c & 0xe0) == 0xc0) {
+            k = 1, min = 0x80, cp = c & 0x1f;
+        } else if ((c & 0xf0) == 0xe0) {
+            k = 2, min = 0x800, cp = c & 0x0f;
+        } else if ((c & 0xf8) == 0xf0) {
+            k = 3, min = 0x10000, cp = c & 0x07;
+        } else {
+            return false;
+        }
+        if (n - i - 1 < k)
+            return false;
+        for (size_t j = 1; j <= k; j++) {
+            if ((s[i + j] & 0xc0) != 0x80)
+                return false;
+            cp = (cp << 6) | (s[i + j] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return false;
+        i += k + 1;
+    }
+    return true;
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+static bool valid_status(unsigned status)
+{
+    return status >= 100 && status <= 599;
+}
+
+static void resp_clear(ctl_http_resp *r)
+{
+    cJSON_free(r->body);
+    for (size_t i = 0; i < r->nh; i++) {
+        free(r->hname[i]);
+        free(r->hval[i]);
+    }
+    memset(r, 0, sizeof(*r));
+}
+
+/* --- Server lifecycle and routes --- */
+
+int ctl_http_new(const ctl_http_config *cfg, ctl_http **out)
+{
+    static const ctl_http_config defaults = {0};
+    if (!cfg)
+        cfg = &defaults;
+    const char *addr = cfg->address ? cfg->address : "127.0.0.1";
+    ctl_http *h = calloc(1, sizeof(*h));
+    if (!h)
+        return -ENOMEM;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&h->sa;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&h->sa;
+    if (inet_pton(AF_INET, addr, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons(cfg->port);
+    } else if (inet_pton(AF_INET6, addr, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons(cfg->port);
+    } else {
+        free(h);
+        return -EINVAL;
+    }
+    h->address = strdup(addr);
+    if (!h->address) {
+        free(h);
+        return -ENOMEM;
+    }
+    h->cfg_port = cfg->port;
+    h->body_max = cfg->body_max ? cfg->body_max : CTL_HTTP_BODY_MAX_DEFAULT;
+    h->conn_max = cfg->conn_max ? cfg->conn_max : CTL_HTTP_CONN_MAX_DEFAULT;
+    h->timeout_s = cfg->timeout_s ? cfg->timeout_s : CTL_HTTP_TIMEOUT_DEFAULT;
+    h->threads = cfg->threads;
+    *out = h;
+    return 0;
+}
+
+void ctl_http_free(ctl_http *h)
+{
+    if (!h)
+        return;
+    if (h->d)
+        MHD_stop_daemon(h->d);
+    for (size_t i = 0; i < h->nroutes; i++) {
+        free(h->routes[i].method);
+        free(h->routes[i].buf);
+    }
+    free(h->routes);
+    free(h->address);
+    free(h);
+}
+
+int ctl_http_route(ctl_http *h, const char *method, const char *pattern, ctl_http_handler fn,
+                   void *ud)
+{
+    if (!method || !*method || !pattern || pattern[0] != '/' || !fn)
+        return -EINVAL;
+    if (h->d)
+        return -EBUSY;
+    if (h->nroutes >= CTL_HTTP_ROUTES_MAX)
+        return -ENOSPC;
+    route r = {.fn = fn, .ud = ud};
+    r.method = strdup(method);
+    r.buf = strdup(pattern + 1);
+    if (!r.method || !r.buf)
+        goto nomem;
+    if (r.buf[0]) {
+        char *p = r.buf;
+        for (;;) {
+            char *slash = strchr(p, '/');
+            if (slash)
+                *slash = '\0';
+            size_t n = strlen(p);
+            if (n == 0 || r.nseg >= CTL_HTTP_SEGMENTS_MAX)
+                goto inval;
+            if (p[0] == '{') {
+                if (n < 3 || p[n - 1] != '}' || memchr(p + 1, '{', n - 2) ||
+                    memchr(p + 1, '}', n - 2))
+                    goto inval;
+                p[n - 1] = '\0';
+                r.param[r.nseg] = true;
+                r.seg[r.nseg++] = p + 1;
+            } else {
+                if (strchr(p, '{') || strchr(p, '}'))
+                    goto inval;
+                r.seg[r.nseg++] = p;
+            }
+            if (!slash)
+                break;
+            p = slash + 1;
+        }
+    }
+    route *nr = realloc(h->routes, (h->nroutes + 1) * sizeof(*nr));
+    if (!nr)
+        goto nomem;
+    h->routes = nr;
+    h->routes[h->nroutes++] = r;
+    return 0;
+inval:
+    free(r.method);
+    free(r.buf);
+    return -EINVAL;
+nomem:
+    free(r.method);
+    free(r.buf);
+    return -ENOMEM;
+}
+
+uint16_t ctl_http_port(const ctl_http *h)
+{
+    return h->port;
+}
+
+/* --- Responses --- */
+
+static void free_cjson_buffer(void *p)
+{
+    cJSON_free(p);
+}
+
+/* Queues status with body (taken, may be NULL) and the extra headers of r
+ * (may be NULL). close: the request body was not read, end the connection. */
+static enum MHD_Result queue(struct MHD_Connection *conn, unsigned status, char *body,
+                             const ctl_http_resp *r, bool close)
+{
+    static char empty[1] = "";
+    size_t len = body ? strlen(body) : 0;
+    struct MHD_Response *mr =
+        body ? MHD_create_response_from_buffer_with_free_callback(len, body, free_cjson_buffer)
+             : MHD_create_response_from_buffer_with_free_callback(0, empty, NULL);
+    if (!mr) {
+        cJSON_free(body);
+        return MHD_NO;
+    }
+    bool ok = true;
+    if (body)
+        ok &= MHD_add_response_header(mr, "Content-Type", "application/json") == MHD_YES;
+    ok &= MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff") == MHD_YES;
+    ok &= MHD_add_response_header(mr, "Cache-Control", "no-store") == MHD_YES;
+    if (close)
+        ok &= MHD_add_response_header(mr, "Connection", "close") == MHD_YES;
+    for (size_t i = 0; r && i < r->nh; i++)
+        ok &= MHD_add_response_header(mr, r->hname[i], r->hval[i]) == MHD_YES;
+    enum MHD_Result res = ok ? MHD_queue_response(conn, status, mr) : MHD_NO;
+    MHD_destroy_response(mr);
+    return res;
+}
+
+/* The uniform error body, or NULL without memory. */
+static char *error_body(const char *code, const char *msg)
+{
+    cJSON *root = cJSON_CreateObject();
+    cJSON *err = cJSON_AddObjectToObject(root, "error");
+    char *s = NULL;
+    if (err && cJSON_AddStringToObject(err, "code", code) &&
+        cJSON_AddStringToObject(err, "message", msg))
+        s = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    return s;
+}
+
+static enum MHD_Result queue_error(struct MHD_Connection *conn, unsigned status, const char *code,
+                                   const char *msg, const ctl_http_resp *r, bool close)
+{
+    char *body = error_body(code, msg);
+    if (!body)
+        return MHD_NO;
+    return queue(conn, status, body, r, close);
+}
+
+int ctl_http_resp_json(ctl_http_resp *resp, unsigned status, cJSON *body)
+{
+    if (!body || !valid_status(status)) {
+        cJSON_Delete(body);
+        return -EINVAL;
+    }
+    char *s = cJSON_PrintUnformatted(body);
+    cJSON_Delete(body);
+    if (!s)
+        return -ENOMEM;
+    cJSON_free(resp->body);
+    resp->body = s;
+    resp->status = status;
+    resp->set = true;
+    return 0;
+}
+
+int ctl_http_resp_error(ctl_http_resp *resp, unsigned status, const char *code, const char *fmt,
+                        ...)
+{
+    if (!code || !fmt || !valid_status(status))
+        return -EINVAL;
+    char msg[ERR_MESSAGE_MAX + 1];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return -EINVAL;
+    char *s = error_body(code, msg);
+    if (!s)
+        return -ENOMEM;
+    cJSON_free(resp->body);
+    resp->body = s;
+    resp->status = status;
+    resp->set = true;
+    return 0;
+}
+
+int ctl_http_resp_empty(ctl_http_resp *resp, unsigned status)
+{
+    if (!valid_status(status))
+        return -EINVAL;
+    cJSON_free(resp->body);
+    resp->body = NULL;
+    resp->status = status;
+    resp->set = true;
+    return 0;
+}
+
+int ctl_http_resp_header(ctl_http_resp *resp, const char *name, const char *value)
+{
+    static const char *const reserved[] = {
+        "Content-Type",  "Content-Length", "X-Content-Type-Options",
+        "Cache-Control", "Connection",     "Transfer-Encoding"};
+    if (!name || !*name || !value || strpbrk(name, "\r\n: \t") || strpbrk(value, "\r\n"))
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strcasecmp(name, reserved[i]) == 0)
+            return -EINVAL;
+    if (resp->nh >= CTL_HTTP_RESP_HEADERS_MAX)
+        return -ENOSPC;
+    char *n = strdup(name), *v = strdup(value);
+    if (!n || !v) {
+        free(n);
+        free(v);
+        return -ENOMEM;
+    }
+    resp->hname[resp->nh] = n;
+    resp->hval[resp->nh++] = v;
+    return 0;
+}
+
+/* --- Requests --- */
+
+const char *ctl_http_req_method(const ctl_http_req *req)
+{
+    return req->method;
+}
+
+const char *ctl_http_req_path(const ctl_http_req *req)
+{
+    return req->path;
+}
+
+const char *ctl_http_req_param(const ctl_http_req *req, const char *name)
+{
+    const route *r = req->route;
+    for (size_t i = 0; r && i < r->nseg; i++)
+        if (r->param[i] && strcmp(r->seg[i], name) == 0)
+            return req->seg[i];
+    return NULL;
+}
+
+const char *ctl_http_req_query(const ctl_http_req *req, const char *name)
+{
+    const char *v = MHD_lookup_connection_value(req->conn, MHD_GET_ARGUMENT_KIND, name);
+    if (!v && MHD_lookup_connection_value_n(req->conn, MHD_GET_ARGUMENT_KIND, name, strlen(name),
+                                            NULL, NULL) == MHD_YES)
+        return "";
+    return v;
+}
+
+const char *ctl_http_req_header(const ctl_http_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+const char *ctl_http_req_bearer(const ctl_http_req *req)
+{
+    const char *v = ctl_http_req_header(req, "Authorization");
+    if (!v || strncasecmp(v, "Bearer ", 7) != 0)
+        return NULL;
+    v += 7;
+    while (*v == ' ')
+        v++;
+    return *v ? v : NULL;
+}
+
+const cJSON *ctl_http_req_json(const ctl_http_req *req)
+{
+    return req->json;
+}
+
+const char *ctl_http_req_body(const ctl_http_req *req, size_t *len)
+{
+    *len = req->len;
+    return req->len ? req->body : NULL;
+}
+
+/* --- Dispatch --- */
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    ctl_http_req *req = calloc(1, sizeof(*req));
+    if (!req)
+        return NULL;
+    req->h = cls;
+    req->conn = conn;
+    if (strlen(uri) > CTL_HTTP_URL_MAX) {
+        req->too_long = true;
+    } else {
+        req->raw_at = (uintptr_t)uri;
+        req->raw = strdup(uri);
+        if (!req->raw) {
+            free(req);
+            return NULL;
+        }
+    }
+    return req;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    ctl_http_req *req = *req_cls;
+    if (!req)
+        return;
+    free(req->raw);
+    free(req->path);
+    free(req->segbuf);
+    free(req->body);
+    cJSON_Delete(req->json);
+    free(req);
+    *req_cls = NULL;
+}
+
+/* Splits and decodes the path of req->raw into req->seg / req->path.
+ * 0; 1: the path is malformed (400); -ENOMEM. */
+static int decode_path(ctl_http_req *req)
+{
+    const char *raw = req->raw;
+    size_t n = strcspn(raw, "?");
+    if (n == 0 || raw[0] != '/')
+        return 1;
+    /* Decoding only shrinks: n bytes hold every segment and its NUL. */
+    req->segbuf = malloc(n + 1);
+    req->path = malloc(n + 1);
+    if (!req->segbuf || !req->path)
+        return -ENOMEM;
+    char *o = req->segbuf;
+    char *p = req->path;
+    req->nseg = 0;
+    size_t i = 1;
+    if (n == 1) {
+        strcpy(req->path, "/");
+        return 0;
+    }
+    for (;;) {
+        char *start = o;
+        while (i < n && raw[i] != '/') {
+            unsigned char c = (unsigned char)raw[i];
+            if (c == '%') {
+                int hi = i + 2 < n ? hexval(raw[i + 1]) : -1;
+                int lo = hi >= 0 ? hexval(raw[i + 2]) : -1;
+                if (lo < 0)
+                    return 1;
+                c = (unsigned char)(hi * 16 + lo);
+                i += 3;
+            } else {
+                i++;
+            }
+            if (c < 0x20 || c == 0x7f)
+                return 1;
+            *o++ = (char)c;
+        }
+        *o = '\0';
+        if (!is_utf8((const unsigned char *)start, (size_t)(o - start)))
+            return 1;
+        *p++ = '/';
+        memcpy(p, start, (size_t)(o - start));
+        p += o - start;
+        if (req->nseg < CTL_HTTP_SEGMENTS_MAX)
+            req->seg[req->nseg] = start;
+        req->nseg++; /* beyond the maximum: matches no route */
+        o++;
+        if (i >= n)
+            break;
+        i++; /* the '/' */
+    }
+    *p = '\0';
+    return 0;
+}
+
+static bool route_matches_path(const route *r, const ctl_http_req *req)
+{
+    if (r->nseg != req->nseg)
+        return false;
+    for (size_t i = 0; i < r->nseg; i++) {
+        if (r->param[i] ? req->seg[i][0] == '\0' : strcmp(r->seg[i], req->seg[i]) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* Refuses NUL bytes in header and query names and values and non-UTF-8
+ * query arguments. */
+static enum MHD_Result check_value(void *cls, enum MHD_ValueKind kind, const char *key,
+                                   size_t key_size, const char *value, size_t value_size)
+{
+    bool *bad = cls;
+    if (strlen(key) != key_size || (value && strlen(value) != value_size))
+        *bad = true;
+    else if (kind == MHD_GET_ARGUMENT_KIND &&
+             (!is_utf8((const unsigned char *)key, key_size) ||
+              (value && !is_utf8((const unsigned char *)value, value_size))))
+        *bad = true;
+    return *bad ? MHD_NO : MHD_YES;
+}
+
+/* The first call, headers read, body not yet: everything that can be
+ * refused before the body is. Returns true and sets *res when it answered. */
+static bool precheck(ctl_http *h, ctl_http_req *req, struct MHD_Connection *conn,
+                     enum MHD_Result *res)
+{
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Length");
+    const char *te = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Transfer-Encoding");
+    bool declared = false;
+    unsigned long long clen = 0;
+    if (cl) {
+        char *end;
+        errno = 0;
+        clen = strtoull(cl, &end, 10);
+        if (cl[0] < '0' || cl[0] > '9' || *end || errno) {
+            *res = queue_error(conn, 400, "bad_request", "bad Content-Length", NULL, true);
+            return true;
+        }
+        declared = clen > 0;
+    }
+    req->body_expected = declared || te;
+    bool close = req->body_expected;
+    if (req->too_long) {
+        *res = queue_error(conn, 414, "uri_too_long", "request target too long", NULL, close);
+        return true;
+    }
+    /* MHD 0.9.75 cuts the target at a raw NUL byte and carries on with
+     * what precedes it. The target and the version sit in MHD's buffer
+     * separated by one space: a gap longer than the string we saw means
+     * bytes were hidden behind a NUL (or extra blanks). */
+    uintptr_t ver = (uintptr_t)req->version;
+    if (req->raw_at && ver > req->raw_at && ver - req->raw_at <= CTL_HTTP_CONN_MEMORY &&
+        ver - req->raw_at != strlen(req->raw) + 1) {
+        *res = queue_error(conn, 400, "bad_request", "malformed request line", NULL, close);
+        return true;
+    }
+    int drc = decode_path(req);
+    if (drc < 0) {
+        *res = MHD_NO;
+        return true;
+    }
+    bool bad = drc > 0;
+    if (!bad)
+        MHD_get_connection_values_n(conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, check_value,
+                                    &bad);
+    if (bad) {
+        *res =
+            queue_error(conn, 400, "bad_request", "malformed path, query or header", NULL, close);
+        return true;
+    }
+    bool path_known = false;
+    for (size_t i = 0; i < h->nroutes && !req->route; i++) {
+        const route *r = &h->routes[i];
+        if (route_matches_path(r, req)) {
+            path_known = true;
+            if (strcmp(r->method, req->method) == 0)
+                req->route = r;
+        }
+    }
+    if (!req->route && !path_known) {
+        *res = queue_error(conn, 404, "not_found", "no such resource", NULL, close);
+        return true;
+    }
+    if (!req->route) {
+        char allow[ALLOW_MAX] = "";
+        size_t used = 0;
+        for (size_t i = 0; i < h->nroutes; i++) {
+            const route *r = &h->routes[i];
+            if (!route_matches_path(r, req))
+                continue;
+            bool dup = false;
+            for (size_t j = 0; j < i && !dup; j++)
+                dup = route_matches_path(&h->routes[j], req) &&
+                      strcmp(h->routes[j].method, r->method) == 0;
+            size_t m = strlen(r->method);
+            if (dup || used + m + 3 > sizeof(allow))
+                continue;
+            if (used) {
+                memcpy(allow + used, ", ", 2);
+                used += 2;
+            }
+            memcpy(allow + used, r->method, m + 1);
+            used += m;
+        }
+        ctl_http_resp r = {0};
+        int rc = ctl_http_resp_header(&r, "Allow", allow);
+        *res = rc == 0
+                   ? queue_error(conn, 405, "method_not_allowed", "method not allowed", &r, close)
+                   : MHD_NO;
+        resp_clear(&r);
+        return true;
+    }
+    if (declared && clen > h->body_max) {
+        *res = queue_error(conn, 413, "payload_too_large", "request body too large", NULL, true);
+        return true;
+    }
+    if (req->body_expected) {
+        const char *ct = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Content-Type");
+        size_t n = ct ? strcspn(ct, "; \t") : 0;
+        if (!ct || n != strlen("application/json") || strncasecmp(ct, "application/json", n) != 0) {
+            *res = queue_error(conn, 415, "unsupported_media_type",
+                               "request body must be application/json", NULL, true);
+            return true;
+        }
+    }
+    return false;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **req_cls)
+{
+    ctl_http *h = cls;
+    ctl_http_req *req = *req_cls;
+    if (!req)
+        return MHD_NO;
+    if (!req->started) {
+        req->started = true;
+        req->method = method;
+        req->version = version;
+        enum MHD_Result res;
+        if (precheck(h, req, conn, &res)) {
+            req->answered = true;
+            return res;
+        }
+        return MHD_YES;
+    }
+    if (req->answered) {
+        /* Answered before the body: drop whatever MHD still hands us. */
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->too_large) {
+        /* MHD 0.9.75 queues no response while a body is arriving: drop the
+         * rest, answer 413 at its end, or close if it goes on. */
+        if (*upload_data_size) {
+            if (*upload_data_size > CTL_HTTP_DISCARD_MAX - req->discarded)
+                return MHD_NO;
+            req->discarded += *upload_data_size;
+            *upload_data_size = 0;
+            return MHD_YES;
+        }
+        return queue_error(conn, 413, "payload_too_large", "request body too large", NULL, true);
+    }
+    if (*upload_data_size) {
+        size_t n = *upload_data_size;
+        if (n > h->body_max - req->len) {
+            req->too_large = true;
+            free(req->body);
+            req->body = NULL;
+            req->len = req->cap = 0;
+            req->discarded = n;
+            *upload_data_size = 0;
+            return n > CTL_HTTP_DISCARD_MAX ? MHD_NO : MHD_YES;
+        }
+        if (req->len + n + 1 > req->cap) {
+            size_t cap = req->cap ? req->cap : 1024;
+            while (cap < req->len + n + 1)
+                cap *= 2;
+            if (cap > h->body_max + 1)
+                cap = h->body_max + 1;
+            char *nb = realloc(req->body, cap);
+            if (!nb)
+                return MHD_NO;
+            req->body = nb;
+            req->cap = cap;
+        }
+        memcpy(req->body + req->len, upload_data, n);
+        req->len += n;
+        req->body[req->len] = '\0';
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+
+    /* The whole request is here. */
+    if (req->len) {
+        if (memchr(req->body, '\0', req->len) ||
+            !is_utf8((const unsigned char *)req->body, req->len))
+            return queue_error(conn, 400, "bad_json", "request body is not UTF-8 JSON text", NULL,
+                               false);
+        const char *end = NULL;
+        req->json = cJSON_ParseWithOpts(req->body, &end, 1);
+        if (!req->json) {
+            char msg[96];
+            snprintf(msg, sizeof(msg), "request body is not valid JSON (at byte %zu)",
+                     end && end >= req->body ? (size_t)(end - req->body) : (size_t)0);
+            return queue_error(conn, 400, "bad_json", msg, NULL, false);
+        }
+        if (!cJSON_IsObject(req->json))
+            return queue_error(conn, 400, "bad_json", "request body must be a JSON object", NULL,
+                               false);
+    }
+    ctl_http_resp resp = {0};
+    int rc = req->route->fn(req, &resp, req->route->ud);
+    enum MHD_Result res;
+    if (rc < 0) {
+        resp_clear(&resp);
+        res = queue_error(conn, 500, "internal", "internal error", NULL, false);
+    } else if (!resp.set) {
+        res = queue(conn, 204, NULL, &resp, false);
+    } else {
+        char *body = resp.body;
+        resp.body = NULL;
+        res = queue(conn, resp.status, body, &resp, false);
+    }
+    resp_clear(&resp);
+    return res;
+}
+
+int ctl_http_start(ctl_http *h)
+{
+    if (h->d)
+        return -EALREADY;
+    unsigned flags = MHD_USE_AUTO_INTERNAL_THREAD;
+    if (h->sa.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    struct MHD_OptionItem opts[] = {
+        {MHD_OPTION_SOCK_ADDR, 0, &h->sa},
+        {MHD_OPTION_CONNECTION_LIMIT, h->conn_max, NULL},
+        {MHD_OPTION_CONNECTION_TIMEOUT, h->timeout_s, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, CTL_HTTP_CONN_MEMORY, NULL},
+        {MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL},
+        {MHD_OPTION_THREAD_POOL_SIZE, h->threads > 1 ? h->threads : 1, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
+    errno = 0;
+    h->d = MHD_start_daemon(flags, h->cfg_port, NULL, NULL, on_request, h,
+                            MHD_OPTION_URI_LOG_CALLBACK, on_uri, h, MHD_OPTION_NOTIFY_COMPLETED,
+                            on_completed, h, MHD_OPTION_ARRAY, opts, MHD_OPTION_END);
+    if (!h->d)
+        return errno ? -errno : -EIO;
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(h->d, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : h->cfg_port;
+    return 0;
+}

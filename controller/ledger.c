@@ -168,7 +168,7 @@ int ctl_ledger_open(const char *dir, uint64_t map_bytes, int readonly, ctl_ledge
         goto fail;
     if ((rc = lerr(mdb_env_create(&l->env))) != 0)
         goto fail;
-    if ((rc = lerr(mdb_env_set_maxdbs(l->env, 3))) != 0 ||
+    if ((rc = lerr(mdb_env_set_maxdbs(l->env, CTL_LEDGER_MAX_DBS))) != 0 ||
         (rc = lerr(mdb_env_set_mapsize(l->env, (size_t)map_bytes))) != 0)
         goto fail;
     if ((rc = lerr(mdb_env_open(l->env, dir, readonly ? MDB_RDONLY : 0, 0640))) != 0)
@@ -210,6 +210,16 @@ void ctl_ledger_free(ctl_ledger *l)
     if (l->env)
         mdb_env_close(l->env);
     free(l);
+}
+
+MDB_env *ctl_ledger_env(ctl_ledger *l)
+{
+    return l->env;
+}
+
+int ctl_ledger_readonly(const ctl_ledger *l)
+{
+    return l->readonly;
 }
 
 /* Reads one value of dbi into a caller decode. */

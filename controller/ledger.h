@@ -25,6 +25,13 @@
 #include <stdint.h>
 
 typedef struct ctl_ledger ctl_ledger;
+typedef struct MDB_env MDB_env; /* as in lmdb.h */
+
+/* Named databases the environment can hold: the ledger's three plus room for
+ * the other stores that share its environment and transactions
+ * (controller/directory.c opens seven). LMDB searches them linearly, so the
+ * number stays small. */
+#define CTL_LEDGER_MAX_DBS 32
 
 /* Longest relative path recorded for a segment
  * ("store/" + 64-char device + "/65535/" + 19 digits + ".ts" fits). */
@@ -57,6 +64,14 @@ int ctl_ledger_open(const char *dir, uint64_t map_bytes, int readonly, ctl_ledge
 
 /* Closes the ledger. NULL is a no-op. */
 void ctl_ledger_free(ctl_ledger *l);
+
+/* The LMDB environment of the ledger, for stores that keep their databases
+ * beside the segments so that one transaction covers both
+ * (controller/directory.h). Owned by l: valid until ctl_ledger_free. */
+MDB_env *ctl_ledger_env(ctl_ledger *l);
+
+/* 1 if l was opened read-only. */
+int ctl_ledger_readonly(const ctl_ledger *l);
 
 int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_rec *out);
 

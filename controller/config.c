@@ -27,8 +27,29 @@ static const c2d_cfg_field fields[] = {
     F("max_channels", C2D_CFG_INT, max_channels, 0, 1, CHANNELS_MAX, 64, NULL),
     F("ledger_map_bytes", C2D_CFG_INT, ledger_map_bytes, 0, MAP_BYTES_MIN, MAP_BYTES_MAX,
       INT64_C(1073741824), NULL),
+    F("http", C2D_CFG_SKIP, http, 0, 0, 0, 0, NULL),
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
+
+/* Request bodies: at least 1 KiB (a log-in), at most 16 MiB (bounds memory
+ * per connection). Sessions: idle 30 min and absolute 12 h by default
+ * (OWASP session guidance); bounded by a week. */
+#define BODY_MAX_MIN 1024
+#define BODY_MAX_MAX (16 * 1024 * 1024)
+#define SESSION_S_MAX (7 * 86400)
+
+#define H(key, type, field, req, min, max, di, ds)                                                 \
+    {                                                                                              \
+        key, type, offsetof(ctl_http_cfg, field), req, min, max, di, ds                            \
+    }
+static const c2d_cfg_field http_fields[] = {
+    H("listen", C2D_CFG_STRING, listen, 0, 0, 0, 0, "127.0.0.1"),
+    H("port", C2D_CFG_INT, port, 0, 0, 65535, 8080, NULL),
+    H("body_max", C2D_CFG_INT, body_max, 0, BODY_MAX_MIN, BODY_MAX_MAX, 65536, NULL),
+    H("session_idle_s", C2D_CFG_INT, session_idle_s, 0, 1, SESSION_S_MAX, 1800, NULL),
+    H("session_max_s", C2D_CFG_INT, session_max_s, 0, 1, SESSION_S_MAX, 43200, NULL),
+};
+#define N_HTTP_FIELDS (sizeof(http_fields) / sizeof(http_fields[0]))
 
 int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
 {
@@ -58,11 +79,24 @@ int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
     }
     if (c2d_cfg_resolve_path(&c.data_dir, base, path, "data_dir", err, errlen) != 0)
         goto fail;
+    const cJSON *http = cJSON_GetObjectItemCaseSensitive(root, "http");
+    if (http) {
+        char where[C2D_ERRMSG_MAX];
+        snprintf(where, sizeof(where), "%s: http", path);
+        if (c2d_cfg_apply(http, where, http_fields, N_HTTP_FIELDS, &c.http, err, errlen) != 0)
+            goto fail;
+        if (c.http.listen[0] == '\0') {
+            snprintf(err, errlen, "%s: key \"listen\" must not be empty", where);
+            goto fail;
+        }
+        c.http.enabled = 1;
+    }
     cJSON_Delete(root);
     *out = c;
     return 0;
 fail:
     c2d_cfg_free_strings(fields, N_FIELDS, &c);
+    c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &c.http);
     c2d_broker_cfg_free(&c.broker);
     cJSON_Delete(root);
     return -1;
@@ -73,5 +107,6 @@ void ctl_config_free(ctl_config *cfg)
     if (!cfg)
         return;
     c2d_cfg_free_strings(fields, N_FIELDS, cfg);
+    c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &cfg->http);
     c2d_broker_cfg_free(&cfg->broker);
 }

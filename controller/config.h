@@ -15,12 +15,23 @@
 /* Client id used when the broker section has none. */
 #define CTL_DEFAULT_CLIENT_ID "c2d-controller"
 
+/* The optional "http" object: the HTTP/JSON API listener (issue 3). */
+typedef struct {
+    int enabled;            /* the object is present: serve the API */
+    char *listen;           /* numeric address; default loopback (TLS: a reverse proxy) */
+    int64_t port;           /* 0: any free port (logged) */
+    int64_t body_max;       /* largest request body, bytes */
+    int64_t session_idle_s; /* a session unused this long ends */
+    int64_t session_max_s;  /* a session ends this long after log-in, used or not */
+} ctl_http_cfg;
+
 typedef struct {
     char *data_dir;            /* store/, partial/ and ledger.lmdb/ live here */
     c2d_broker_cfg broker;     /* host, port, TLS files, keepalive, client id */
     int64_t max_segment_bytes; /* largest segment a device may declare */
     int64_t max_channels;      /* channels 0 .. max_channels-1 are accepted */
     int64_t ledger_map_bytes;  /* LMDB map size: the ledger's upper bound */
+    ctl_http_cfg http;         /* http.enabled 0: no API listener */
 } ctl_config;
 
 /* Loads path into *out (which is written only on success). Returns 0, or -1

@@ -422,6 +422,31 @@ const char *ctl_http_req_bearer(const ctl_http_req *req)
     return *v ? v : NULL;
 }
 
+int ctl_http_req_remote(const ctl_http_req *req, char *buf, size_t len)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (!ci || !ci->client_addr || len < INET6_ADDRSTRLEN + 4)
+        return -EINVAL;
+    const struct sockaddr *sa = ci->client_addr;
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const void *)sa;
+        if (!inet_ntop(AF_INET, &s4->sin_addr, buf, (socklen_t)len))
+            return -EINVAL;
+        return 0;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const void *)sa;
+        struct in6_addr a = s6->sin6_addr;
+        memset(a.s6_addr + 8, 0, 8); /* the /64: one host holds a whole one */
+        if (!inet_ntop(AF_INET6, &a, buf, (socklen_t)len))
+            return -EINVAL;
+        strcat(buf, "/64");
+        return 0;
+    }
+    return -EINVAL;
+}
+
 const cJSON *ctl_http_req_json(const ctl_http_req *req)
 {
     return req->json;

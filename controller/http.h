@@ -155,6 +155,11 @@ const char *ctl_http_req_header(const ctl_http_req *req, const char *name);
  * or NULL if there is none or it is empty. */
 const char *ctl_http_req_bearer(const ctl_http_req *req);
 
+/* The peer's address as text into buf (len >= INET6_ADDRSTRLEN + 4): an
+ * IPv4 address as is, an IPv6 one as its /64 ("2001:db8::/64"), the key to
+ * throttle a host by. 0 or -EINVAL (unknown family, buffer too small). */
+int ctl_http_req_remote(const ctl_http_req *req, char *buf, size_t len);
+
 /* The parsed body: always a JSON object, or NULL if the request had no
  * body. Owned by the request. */
 const cJSON *ctl_http_req_json(const ctl_http_req *req);

@@ -3,16 +3,22 @@
  *   c2d-controller [run] -c CONFIG [-v]
  *   c2d-controller usage -c CONFIG [--json]
  *   c2d-controller segments -c CONFIG [--json]
+ *   c2d-controller init -c CONFIG --email EMAIL   (password: one line on stdin)
  */
 #include "common/c2d_fs.h"
 #include "common/c2d_log.h"
+#include "controller/api.h"
 #include "controller/committer.h"
 #include "controller/config.h"
 #include "controller/daemon.h"
 #include "controller/digest.h"
+#include "controller/directory.h"
+#include "controller/http.h"
 #include "controller/ingest.h"
 #include "controller/ledger.h"
+#include "controller/password.h"
 #include "controller/report.h"
+#include "controller/rng.h"
 #include "controller/store.h"
 
 #include <errno.h>
@@ -26,6 +32,10 @@
 
 #define EXIT_USAGE 2
 
+/* HTTP worker threads: a log-in costs half a second of PBKDF2, so a few
+ * threads keep other requests moving meanwhile. */
+#define HTTP_THREADS 4
+
 static volatile sig_atomic_t stop_requested;
 
 static void on_signal(int sig)
@@ -38,7 +48,8 @@ static void usage(FILE *f)
 {
     fputs("usage: c2d-controller [run] -c CONFIG [-v]\n"
           "       c2d-controller usage -c CONFIG [--json]\n"
-          "       c2d-controller segments -c CONFIG [--json]\n",
+          "       c2d-controller segments -c CONFIG [--json]\n"
+          "       c2d-controller init -c CONFIG --email EMAIL  (password on stdin)\n",
           f);
 }
 
@@ -54,6 +65,10 @@ static int run(const ctl_config *cfg)
     ctl_ingest *ing = NULL;
     ctl_committer *committer = NULL;
     ctl_daemon *d = NULL;
+    ctl_dir *dir = NULL;
+    ctl_rng *rng = NULL;
+    ctl_api *api = NULL;
+    ctl_http *http = NULL;
     int status = 1;
     char path[CTL_STORE_PATH_MAX], err[C2D_ERRMSG_MAX];
 
@@ -87,6 +102,22 @@ static int run(const ctl_config *cfg)
                  " unexpected names, left for fsck",
                  cfg->data_dir, rec.store_orphans, rec.skipped_names);
 
+    if (cfg->http.enabled) {
+        /* The directory's databases open before the committer's thread. */
+        ctl_api_params ap = {cfg->http.session_idle_s, cfg->http.session_max_s, 0};
+        ctl_http_config hc = {.address = cfg->http.listen,
+                              .port = (uint16_t)cfg->http.port,
+                              .body_max = (size_t)cfg->http.body_max,
+                              .threads = HTTP_THREADS};
+        if ((rc = ctl_dir_open(ledger, &dir)) != 0 ||
+            (rc = ctl_rng_new("c2d-controller", &rng)) != 0 ||
+            (rc = ctl_api_new(dir, rng, &ap, &api)) != 0 || (rc = ctl_http_new(&hc, &http)) != 0 ||
+            (rc = ctl_api_routes(api, http)) != 0 || (rc = ctl_http_start(http)) != 0) {
+            c2d_err("http %s:%" PRId64 ": %s", cfg->http.listen, cfg->http.port, strerror(-rc));
+            goto out;
+        }
+        c2d_info("http listening on %s:%u", cfg->http.listen, (unsigned)ctl_http_port(http));
+    }
     if ((rc = ctl_committer_new(store, ledger, &committer)) != 0) {
         c2d_err("commit worker: %s", strerror(-rc));
         goto out;
@@ -111,11 +142,72 @@ static int run(const ctl_config *cfg)
     c2d_info("stopping");
     status = 0;
 out:
+    ctl_http_free(http); /* stops serving: before what its handlers use */
+    ctl_api_free(api);
+    ctl_rng_free(rng);
     ctl_daemon_free(d); /* answers the last commits: before the committer goes */
     ctl_committer_free(committer);
     ctl_ingest_free(ing);
+    ctl_dir_free(dir);
     ctl_ledger_free(ledger);
     ctl_store_free(store);
+    return status;
+}
+
+/* init: the distributor tenant and its first Administrator, once. */
+static int init(const ctl_config *cfg, const char *email)
+{
+    char path[CTL_STORE_PATH_MAX], pw[CTL_PW_MAX_LEN + 2], hash[CTL_PW_ENCODED_MAX];
+    ctl_ledger *ledger = NULL;
+    ctl_dir *dir = NULL;
+    ctl_rng *rng = NULL;
+    int status = 1, rc;
+    if (!ctl_api_email_valid(email)) {
+        c2d_err("init: \"%s\" is not an email address", email);
+        return 1;
+    }
+    if (!fgets(pw, sizeof(pw), stdin)) {
+        c2d_err("init: no password on standard input");
+        return 1;
+    }
+    size_t n = strcspn(pw, "\r\n");
+    if (pw[n] == '\0' && n == sizeof(pw) - 1) {
+        c2d_err("init: password longer than %d bytes", CTL_PW_MAX_LEN);
+        goto out;
+    }
+    pw[n] = '\0';
+    if ((rc = ctl_rng_new("c2d-controller init", &rng)) != 0) {
+        c2d_err("init: random source: %s", strerror(-rc));
+        goto out;
+    }
+    ctl_pw_err pe = ctl_pw_hash(rng, pw, n, 0, hash, sizeof(hash));
+    if (pe != CTL_PW_OK) {
+        c2d_err("init: password: %s", ctl_pw_strerror(pe));
+        goto out;
+    }
+    if ((rc = c2d_mkdirs(cfg->data_dir, 0750)) != 0 ||
+        (rc = ledger_path(cfg, path, sizeof(path))) != 0 ||
+        (rc = ctl_ledger_open(path, (uint64_t)cfg->ledger_map_bytes, 0, &ledger)) != 0 ||
+        (rc = ctl_dir_open(ledger, &dir)) != 0) {
+        c2d_err("init: ledger %s/ledger.lmdb: %s", cfg->data_dir, strerror(-rc));
+        goto out;
+    }
+    rc = ctl_api_init_distributor(dir, email, hash);
+    if (rc == -EEXIST) {
+        c2d_err("init: already initialised (the distributor administrator exists)");
+        goto out;
+    }
+    if (rc != 0) {
+        c2d_err("init: %s", strerror(-rc));
+        goto out;
+    }
+    c2d_info("init: created the distributor and its administrator %s", email);
+    status = 0;
+out:
+    memset(pw, 0, sizeof(pw));
+    ctl_dir_free(dir);
+    ctl_ledger_free(ledger);
+    ctl_rng_free(rng);
     return status;
 }
 
@@ -155,13 +247,11 @@ int main(int argc, char **argv)
         argc--;
     }
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"json", no_argument, NULL, 'j'},
-        {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
+        {"email", required_argument, NULL, 'e'},  {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
     };
-    const char *config = NULL;
+    const char *config = NULL, *email = NULL;
     int json = 0, verbose = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (c) {
@@ -170,6 +260,9 @@ int main(int argc, char **argv)
             break;
         case 'j':
             json = 1;
+            break;
+        case 'e':
+            email = optarg;
             break;
         case 'v':
             verbose = 1;
@@ -185,7 +278,9 @@ int main(int argc, char **argv)
     int is_run = strcmp(cmd, "run") == 0;
     int is_usage = strcmp(cmd, "usage") == 0;
     int is_segments = strcmp(cmd, "segments") == 0;
-    if (optind != argc || !config || !(is_run || is_usage || is_segments) || (is_run && json)) {
+    int is_init = strcmp(cmd, "init") == 0;
+    if (optind != argc || !config || !(is_run || is_usage || is_segments || is_init) ||
+        ((is_run || is_init) && json) || (is_init != (email != NULL))) {
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -203,6 +298,8 @@ int main(int argc, char **argv)
         mosquitto_lib_init();
         status = run(&cfg);
         mosquitto_lib_cleanup();
+    } else if (is_init) {
+        status = init(&cfg, email);
     } else {
         status = report(&cfg, is_segments, json);
     }

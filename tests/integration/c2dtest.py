@@ -697,6 +697,24 @@ class Controller:
     def diag(self):
         return self.proc.tail(60) if self.proc else "(controller never started)"
 
+    def http_port(self, timeout=15):
+        """The API port, from the `http listening on ADDR:PORT` log line."""
+        found = []
+
+        def ready():
+            m = re.search(r"http listening on \S+:(\d+)$", self.log_text(), re.M)
+            if m:
+                found.append(int(m.group(1)))
+            return bool(found)
+
+        wait_for(ready, timeout, "controller http listener", on_timeout=self.diag)
+        return found[0]
+
+    def init(self, email, password, check=True):
+        """`c2d-controller init` with the password on stdin."""
+        return run([CONTROLLER_BIN, "init", "-c", self.conf, "--email", email],
+                   input=(password + "\n").encode(), check=check, timeout=60)
+
 
 class Agent:
     def __init__(self, d, broker, cert, channels, device_id=None, **overrides):

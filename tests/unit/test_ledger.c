@@ -263,6 +263,35 @@ static void test_config(void)
                     sizeof(p)) == 0);
     CHECK(ctl_config_load(p, &c, err, sizeof(err)) == -1);
     CHECK(strstr(err, "key_file") != NULL);
+    /* The optional http object: defaults, and errors naming its keys. */
+    CHECK(c.http.enabled == 0);
+    CHECK(write_cfg("c6.json",
+                    "{\"broker\":{\"ca_file\":\"a\",\"cert_file\":\"b\",\"key_file\":\"c\"},"
+                    "\"http\":{\"port\":0}}",
+                    p, sizeof(p)) == 0);
+    CHECK(ctl_config_load(p, &c, err, sizeof(err)) == 0);
+    CHECK(c.http.enabled == 1 && strcmp(c.http.listen, "127.0.0.1") == 0 && c.http.port == 0 &&
+          c.http.body_max == 65536 && c.http.session_idle_s == 1800 &&
+          c.http.session_max_s == 43200);
+    ctl_config_free(&c);
+    CHECK(write_cfg("c7.json",
+                    "{\"broker\":{\"ca_file\":\"a\",\"cert_file\":\"b\",\"key_file\":\"c\"},"
+                    "\"http\":{\"port\":70000}}",
+                    p, sizeof(p)) == 0);
+    CHECK(ctl_config_load(p, &c, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "http") && strstr(err, "port"));
+    CHECK(write_cfg("c8.json",
+                    "{\"broker\":{\"ca_file\":\"a\",\"cert_file\":\"b\",\"key_file\":\"c\"},"
+                    "\"http\":{\"listen\":\"\",\"tls\":1}}",
+                    p, sizeof(p)) == 0);
+    CHECK(ctl_config_load(p, &c, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "tls") != NULL);
+    CHECK(write_cfg("c9.json",
+                    "{\"broker\":{\"ca_file\":\"a\",\"cert_file\":\"b\",\"key_file\":\"c\"},"
+                    "\"http\":[]}",
+                    p, sizeof(p)) == 0);
+    CHECK(ctl_config_load(p, &c, err, sizeof(err)) == -1);
+    CHECK(strstr(err, "http") != NULL);
     ctl_config_free(NULL);
 }
 

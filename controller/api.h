@@ -1,0 +1,65 @@
+/* The people API under /api/v1/ (issue 3, first slice): sessions, the
+ * caller's account, users of a space and roles. docs/api.md lists every
+ * endpoint with its permission and errors.
+ *
+ * Objects live in the directory (controller/directory.h):
+ *   tenant   {"name", "type"}; the distributor's holds the unique key
+ *            ("init", "distributor") so that init runs once
+ *   user     {"email", "role" (a role name), "preferences", "_pwhash"};
+ *            unique key ("email", lowercased email)
+ *   role     {"name", "permissions": [names]}; unique key
+ *            ("role", "<tenant id>:<name>"). Built-in roles are not stored.
+ *   session  {"user", "expires_us", "last_us"}, parent the user; unique key
+ *            ("token", hex SHA-256 of the bearer token); never audited.
+ * Every change is made with the acting user ("user:<id>") as audit actor.
+ *
+ * Threads: handlers run on the HTTP server's threads; a ctl_api holds only
+ * thread-safe parts (directory, random source, throttle table). Password
+ * hashing and verification run outside every transaction.
+ *
+ * Functions return 0 or -errno. */
+#ifndef CTL_API_H
+#define CTL_API_H
+
+#include "controller/directory.h"
+#include "controller/http.h"
+#include "controller/rng.h"
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct ctl_api ctl_api;
+
+/* Default session lifetimes: 30 min idle, 12 h from log-in (OWASP). */
+#define CTL_API_SESSION_IDLE_S 1800
+#define CTL_API_SESSION_MAX_S 43200
+
+typedef struct {
+    int64_t session_idle_s; /* 0: CTL_API_SESSION_IDLE_S */
+    int64_t session_max_s;  /* 0: CTL_API_SESSION_MAX_S */
+    unsigned pw_iterations; /* 0: CTL_PW_ITER_DEFAULT (others for tests) */
+} ctl_api_params;
+
+/* Makes the API over dir and rng (borrowed: they must outlive it). p NULL:
+ * defaults. 0, -ENOMEM or -EIO (the random source failed). *out is set only
+ * on success. */
+int ctl_api_new(ctl_dir *dir, ctl_rng *rng, const ctl_api_params *p, ctl_api **out);
+
+/* NULL is a no-op. Free the HTTP server first (its handlers use a). */
+void ctl_api_free(ctl_api *a);
+
+/* Adds every route of the API to h (before ctl_http_start). 0 or what
+ * ctl_http_route returns. */
+int ctl_api_routes(ctl_api *a, ctl_http *h);
+
+/* Creates the distributor tenant and its first Administrator with email
+ * (lowercased) and the password hash pwhash (ctl_pw_hash), once. 0;
+ * -EEXIST if already initialised, or the email is taken; -EINVAL (bad
+ * email); directory errors. */
+int ctl_api_init_distributor(ctl_dir *dir, const char *email, const char *pwhash);
+
+/* 1 if s is an acceptable email address (1..254 bytes, one '@' with text
+ * on both sides, no spaces or control bytes), else 0. */
+int ctl_api_email_valid(const char *s);
+
+#endif

@@ -13,6 +13,7 @@
  * concurrently (MDB_NOTLS lets any thread use any read transaction), so the
  * only lock here is the one behind agent_spool_wait. */
 #include "agent/spool.h"
+#include "common/c2d_lmdb.h"
 
 #include "common/c2d_fs.h"
 
@@ -125,19 +126,6 @@ static int rec_decode(const MDB_val *k, const MDB_val *v, agent_segment *out)
     return 0;
 }
 
-static int mdb_to_errno(int rc)
-{
-    if (rc == 0)
-        return 0;
-    if (rc == MDB_NOTFOUND)
-        return -ENOENT;
-    if (rc == MDB_MAP_FULL || rc == MDB_TXN_FULL)
-        return -ENOSPC;
-    if (rc > 0)
-        return -rc; /* LMDB passes system errors through as errno values */
-    return -EIO;
-}
-
 static int refs_push(spool_refs *r, uint16_t ch, int64_t start_us)
 {
     if (r->n == r->cap) {
@@ -165,7 +153,7 @@ static int meta_get(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t *out)
         return 0;
     }
     if (rc != 0)
-        return mdb_to_errno(rc);
+        return c2d_mdb_errno(rc);
     if (v.mv_size != 8)
         return -EIO;
     *out = get_be64(v.mv_data);
@@ -177,7 +165,7 @@ static int meta_put(MDB_txn *txn, MDB_dbi dbi, const char *name, uint64_t val)
     uint8_t buf[8];
     put_be64(buf, val);
     MDB_val k = {strlen(name), (void *)name}, v = {sizeof(buf), buf};
-    return mdb_to_errno(mdb_put(txn, dbi, &k, &v, 0));
+    return c2d_mdb_errno(mdb_put(txn, dbi, &k, &v, 0));
 }
 
 /* Adds (possibly negative) deltas to a counter. */
@@ -218,7 +206,7 @@ static int find_oldest(MDB_txn *txn, MDB_dbi dbi, agent_segment *out)
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc != 0)
-        return mdb_to_errno(rc);
+        return c2d_mdb_errno(rc);
     MDB_val k, v;
     int found = 0;
     agent_segment best = {0};
@@ -244,7 +232,7 @@ static int find_oldest(MDB_txn *txn, MDB_dbi dbi, agent_segment *out)
     }
     mdb_cursor_close(cur);
     if (rc != 0 && rc != MDB_NOTFOUND)
-        return mdb_to_errno(rc);
+        return c2d_mdb_errno(rc);
     if (!found)
         return -ENOENT;
     *out = best;
@@ -274,7 +262,7 @@ static int evict(agent_spool *sp, MDB_txn *txn, spool_refs *dropped, uint64_t *d
         uint8_t kb[QKEY_LEN];
         qkey_encode(kb, old.channel, old.start_us);
         MDB_val k = {sizeof(kb), kb};
-        rc = mdb_to_errno(mdb_del(txn, sp->queue, &k, NULL));
+        rc = c2d_mdb_errno(mdb_del(txn, sp->queue, &k, NULL));
         if (rc == 0)
             rc = refs_push(dropped, old.channel, old.start_us);
         bytes = old.size > bytes ? 0 : bytes - old.size;
@@ -388,11 +376,11 @@ static int recover(agent_spool *sp)
     clean_tmp(sp);
 
     MDB_txn *txn;
-    int rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, 0, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, 0, &txn));
     if (rc != 0)
         return rc;
     MDB_cursor *cur = NULL;
-    rc = mdb_to_errno(mdb_cursor_open(txn, sp->queue, &cur));
+    rc = c2d_mdb_errno(mdb_cursor_open(txn, sp->queue, &cur));
     uint64_t segs = 0, bytes = 0, lost = 0;
     MDB_val k, v;
     int grc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_FIRST) : MDB_NOTFOUND;
@@ -404,7 +392,7 @@ static int recover(agent_spool *sp)
                   seg_path(sp, s.channel, s.start_us, path, sizeof(path)) != 0 ||
                   stat(path, &st) != 0 || (uint64_t)st.st_size != s.size;
         if (bad) {
-            rc = mdb_to_errno(mdb_cursor_del(cur, 0));
+            rc = c2d_mdb_errno(mdb_cursor_del(cur, 0));
             lost++;
             /* after a delete, MDB_NEXT yields the record that followed */
             grc = rc == 0 ? mdb_cursor_get(cur, &k, &v, MDB_NEXT) : MDB_NOTFOUND;
@@ -417,7 +405,7 @@ static int recover(agent_spool *sp)
     if (cur)
         mdb_cursor_close(cur);
     if (rc == 0 && grc != MDB_NOTFOUND)
-        rc = mdb_to_errno(grc);
+        rc = c2d_mdb_errno(grc);
     if (rc == 0)
         rc = meta_put(txn, sp->meta, META_QUEUED_SEGMENTS, segs);
     if (rc == 0)
@@ -430,7 +418,7 @@ static int recover(agent_spool *sp)
     if (rc == 0)
         rc = remove_orphans(sp, txn);
     if (rc == 0)
-        rc = mdb_to_errno(mdb_txn_commit(txn));
+        rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
     if (rc == 0)
@@ -464,25 +452,25 @@ int agent_spool_open(const char *state_dir, uint64_t max_bytes, agent_spool **ou
         (rc = c2d_mkdirs(dbdir, SPOOL_DIR_MODE)) != 0)
         goto fail;
 
-    if ((rc = mdb_to_errno(mdb_env_create(&sp->env))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_env_create(&sp->env))) != 0)
         goto fail;
-    if ((rc = mdb_to_errno(mdb_env_set_maxdbs(sp->env, 3))) != 0 ||
-        (rc = mdb_to_errno(mdb_env_set_mapsize(sp->env, SPOOL_MAP_BYTES))) != 0 ||
-        (rc = mdb_to_errno(mdb_env_open(sp->env, dbdir, MDB_NOTLS, SPOOL_FILE_MODE))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_env_set_maxdbs(sp->env, 3))) != 0 ||
+        (rc = c2d_mdb_errno(mdb_env_set_mapsize(sp->env, SPOOL_MAP_BYTES))) != 0 ||
+        (rc = c2d_mdb_errno(mdb_env_open(sp->env, dbdir, MDB_NOTLS, SPOOL_FILE_MODE))) != 0)
         goto fail;
     int dead;
     mdb_reader_check(sp->env, &dead);
 
     MDB_txn *txn;
-    if ((rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, 0, &txn))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, 0, &txn))) != 0)
         goto fail;
-    rc = mdb_to_errno(mdb_dbi_open(txn, "queue", MDB_CREATE, &sp->queue));
+    rc = c2d_mdb_errno(mdb_dbi_open(txn, "queue", MDB_CREATE, &sp->queue));
     if (rc == 0)
-        rc = mdb_to_errno(mdb_dbi_open(txn, "checkpoint", MDB_CREATE, &sp->checkpoint));
+        rc = c2d_mdb_errno(mdb_dbi_open(txn, "checkpoint", MDB_CREATE, &sp->checkpoint));
     if (rc == 0)
-        rc = mdb_to_errno(mdb_dbi_open(txn, "meta", MDB_CREATE, &sp->meta));
+        rc = c2d_mdb_errno(mdb_dbi_open(txn, "meta", MDB_CREATE, &sp->meta));
     if (rc == 0)
-        rc = mdb_to_errno(mdb_txn_commit(txn));
+        rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
     if (rc != 0)
@@ -553,7 +541,7 @@ int agent_spool_commit_ex(agent_spool *sp, const agent_segment *seg, const char 
         goto undo;
 
     MDB_txn *txn;
-    if ((rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, 0, &txn))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, 0, &txn))) != 0)
         goto undo;
     uint8_t kb[QKEY_LEN], rb[REC_LEN];
     qkey_encode(kb, seg->channel, seg->start_us);
@@ -569,11 +557,11 @@ int agent_spool_commit_ex(agent_spool *sp, const agent_segment *seg, const char 
     }
     v.mv_size = sizeof(rb);
     v.mv_data = rb;
-    rc = mdb_to_errno(mdb_put(txn, sp->queue, &k, &v, 0));
+    rc = c2d_mdb_errno(mdb_put(txn, sp->queue, &k, &v, 0));
     if (rc == 0 && cplen > 0) {
         uint8_t ckb[2] = {(uint8_t)(seg->channel >> 8), (uint8_t)seg->channel};
         MDB_val ck = {sizeof(ckb), ckb}, cv = {cplen, (void *)checkpoint};
-        rc = mdb_to_errno(mdb_put(txn, sp->checkpoint, &ck, &cv, 0));
+        rc = c2d_mdb_errno(mdb_put(txn, sp->checkpoint, &ck, &cv, 0));
     }
     if (rc == 0)
         rc = meta_add(txn, sp->meta, META_QUEUED_SEGMENTS, dsegs);
@@ -584,7 +572,7 @@ int agent_spool_commit_ex(agent_spool *sp, const agent_segment *seg, const char 
     if (rc == 0)
         rc = evict(sp, txn, &drop, &drop_bytes);
     if (rc == 0)
-        rc = mdb_to_errno(mdb_txn_commit(txn));
+        rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
     if (rc != 0) {
@@ -625,12 +613,12 @@ int agent_spool_commit(agent_spool *sp, const agent_segment *seg, const char *tm
 int agent_spool_get_checkpoint(agent_spool *sp, uint16_t ch, void *buf, size_t *len)
 {
     MDB_txn *txn;
-    int rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, MDB_RDONLY, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, MDB_RDONLY, &txn));
     if (rc != 0)
         return rc;
     uint8_t ckb[2] = {(uint8_t)(ch >> 8), (uint8_t)ch};
     MDB_val k = {sizeof(ckb), ckb}, v;
-    rc = mdb_to_errno(mdb_get(txn, sp->checkpoint, &k, &v));
+    rc = c2d_mdb_errno(mdb_get(txn, sp->checkpoint, &k, &v));
     if (rc == 0) {
         if (v.mv_size > *len) {
             rc = -ENOBUFS;
@@ -648,14 +636,14 @@ int agent_spool_set_checkpoint(agent_spool *sp, uint16_t ch, const void *buf, si
     if (len > AGENT_CHECKPOINT_MAX || (len > 0 && !buf))
         return -EINVAL;
     MDB_txn *txn;
-    int rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, 0, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, 0, &txn));
     if (rc != 0)
         return rc;
     uint8_t ckb[2] = {(uint8_t)(ch >> 8), (uint8_t)ch};
     MDB_val k = {sizeof(ckb), ckb}, v = {len, (void *)buf};
-    rc = mdb_to_errno(mdb_put(txn, sp->checkpoint, &k, &v, 0));
+    rc = c2d_mdb_errno(mdb_put(txn, sp->checkpoint, &k, &v, 0));
     if (rc == 0)
-        rc = mdb_to_errno(mdb_txn_commit(txn));
+        rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
     return rc;
@@ -666,16 +654,16 @@ int agent_spool_next(agent_spool *sp, uint16_t ch, int64_t after_us, agent_segme
     if (after_us == INT64_MAX)
         return -ENOENT;
     MDB_txn *txn;
-    int rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, MDB_RDONLY, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, MDB_RDONLY, &txn));
     if (rc != 0)
         return rc;
     MDB_cursor *cur;
-    rc = mdb_to_errno(mdb_cursor_open(txn, sp->queue, &cur));
+    rc = c2d_mdb_errno(mdb_cursor_open(txn, sp->queue, &cur));
     if (rc == 0) {
         uint8_t kb[QKEY_LEN];
         qkey_encode(kb, ch, after_us == INT64_MIN ? INT64_MIN : after_us + 1);
         MDB_val k = {sizeof(kb), kb}, v;
-        rc = mdb_to_errno(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
+        rc = c2d_mdb_errno(mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE));
         agent_segment s;
         if (rc == 0)
             rc = rec_decode(&k, &v, &s);
@@ -763,23 +751,23 @@ int agent_spool_remove(agent_spool *sp, uint16_t ch, int64_t start_us, const cha
         (rc = keep_file(path, keep_dir, ch, start_us)) != 0)
         return rc;
     MDB_txn *txn;
-    if ((rc = mdb_to_errno(mdb_txn_begin(sp->env, NULL, 0, &txn))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, 0, &txn))) != 0)
         return rc;
     uint8_t kb[QKEY_LEN];
     qkey_encode(kb, ch, start_us);
     MDB_val k = {sizeof(kb), kb}, v;
     agent_segment s = {0};
-    rc = mdb_to_errno(mdb_get(txn, sp->queue, &k, &v));
+    rc = c2d_mdb_errno(mdb_get(txn, sp->queue, &k, &v));
     if (rc == 0)
         rc = rec_decode(&k, &v, &s);
     if (rc == 0)
-        rc = mdb_to_errno(mdb_del(txn, sp->queue, &k, NULL));
+        rc = c2d_mdb_errno(mdb_del(txn, sp->queue, &k, NULL));
     if (rc == 0)
         rc = meta_add(txn, sp->meta, META_QUEUED_SEGMENTS, -1);
     if (rc == 0)
         rc = meta_add(txn, sp->meta, META_QUEUED_BYTES, -(int64_t)s.size);
     if (rc == 0)
-        rc = mdb_to_errno(mdb_txn_commit(txn));
+        rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
     if (rc != 0)

@@ -1,4 +1,5 @@
 #include "controller/directory.h"
+#include "common/c2d_lmdb.h"
 
 #include "common/c2d_time.h"
 
@@ -61,27 +62,11 @@ static int kind_valid(int kind)
     return kind >= 1 && kind <= CTL_KIND_MAX;
 }
 
-static int lerr(int rc)
-{
-    switch (rc) {
-    case MDB_SUCCESS:
-        return 0;
-    case MDB_NOTFOUND:
-        return -ENOENT;
-    case MDB_MAP_FULL:
-        return -ENOSPC;
-    case MDB_KEYEXIST:
-        return -EEXIST;
-    default:
-        return rc > 0 ? -rc : -EIO;
-    }
-}
-
 /* For writes after the first change: every failure is fatal to the txn,
  * and none may be mistaken for the recoverable -ENOENT/-EEXIST. */
 static int werr(int rc)
 {
-    rc = lerr(rc);
+    rc = c2d_mdb_errno(rc);
     return rc == -ENOENT || rc == -EEXIST ? -EIO : rc;
 }
 
@@ -131,16 +116,16 @@ int ctl_dir_open(ctl_ledger *l, ctl_dir **out)
     MDB_dbi *dbis[] = {&d->objects, &d->by_tenant, &d->by_parent, &d->unique,
                        &d->audit,   &d->audit_obj, &d->meta};
     MDB_txn *txn;
-    int rc = lerr(mdb_txn_begin(d->env, NULL, d->readonly ? MDB_RDONLY : 0, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(d->env, NULL, d->readonly ? MDB_RDONLY : 0, &txn));
     if (rc != 0)
         goto fail;
     for (size_t i = 0; rc == 0 && i < sizeof(names) / sizeof(names[0]); i++)
-        rc = lerr(mdb_dbi_open(txn, names[i], d->readonly ? 0 : MDB_CREATE, dbis[i]));
+        rc = c2d_mdb_errno(mdb_dbi_open(txn, names[i], d->readonly ? 0 : MDB_CREATE, dbis[i]));
     if (rc != 0) {
         mdb_txn_abort(txn);
         goto fail;
     }
-    if ((rc = lerr(mdb_txn_commit(txn))) != 0) /* commit keeps the handles open */
+    if ((rc = c2d_mdb_errno(mdb_txn_commit(txn))) != 0) /* commit keeps the handles open */
         goto fail;
     *out = d;
     return 0;
@@ -167,7 +152,7 @@ int ctl_dir_begin(ctl_dir *d, int write, ctl_dir_txn **out)
     ctl_dir_txn *t = calloc(1, sizeof(*t));
     if (!t)
         return -ENOMEM;
-    int rc = lerr(mdb_txn_begin(d->env, NULL, write ? 0 : MDB_RDONLY, &t->txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(d->env, NULL, write ? 0 : MDB_RDONLY, &t->txn));
     if (rc != 0) {
         free(t);
         return rc;
@@ -182,7 +167,7 @@ int ctl_dir_begin(ctl_dir *d, int write, ctl_dir_txn **out)
 
 int ctl_dir_commit(ctl_dir_txn *t)
 {
-    int rc = lerr(mdb_txn_commit(t->txn));
+    int rc = c2d_mdb_errno(mdb_txn_commit(t->txn));
     free(t);
     return rc;
 }
@@ -254,7 +239,7 @@ static int read_rec(ctl_dir_txn *t, int kind, uint64_t id, rec_view *r)
     uint8_t k[OBJ_KEY];
     obj_key(k, kind, id);
     MDB_val mk = {OBJ_KEY, k}, mv;
-    int rc = lerr(mdb_get(t->txn, t->d->objects, &mk, &mv));
+    int rc = c2d_mdb_errno(mdb_get(t->txn, t->d->objects, &mk, &mv));
     return rc != 0 ? rc : decode_rec(&mv, r);
 }
 
@@ -341,7 +326,7 @@ static int check_ukeys(ctl_dir_txn *t, const uint8_t *block, size_t len, int kin
     const uint8_t *key;
     while ((kl = next_ukey(block, len, &pos, &key)) != 0) {
         MDB_val mk = {kl, (void *)key}, mv;
-        int rc = lerr(mdb_get(t->txn, t->d->unique, &mk, &mv));
+        int rc = c2d_mdb_errno(mdb_get(t->txn, t->d->unique, &mk, &mv));
         if (rc == -ENOENT)
             continue;
         if (rc != 0)
@@ -608,7 +593,7 @@ int ctl_dir_lookup(ctl_dir_txn *t, const char *ns, const char *value, int *kind,
     if (rc != 0)
         return rc;
     MDB_val mk = {len - 1, block}, mv; /* without the last NUL */
-    if ((rc = lerr(mdb_get(t->txn, t->d->unique, &mk, &mv))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_get(t->txn, t->d->unique, &mk, &mv))) != 0)
         return rc;
     if (mv.mv_size != OBJ_KEY)
         return -EIO;
@@ -629,7 +614,7 @@ static int list_idx(ctl_dir_txn *t, MDB_dbi dbi, uint64_t owner, int kind, uint6
     if (after_id == UINT64_MAX)
         return 0;
     MDB_cursor *cur;
-    int rc = lerr(mdb_cursor_open(t->txn, dbi, &cur));
+    int rc = c2d_mdb_errno(mdb_cursor_open(t->txn, dbi, &cur));
     if (rc != 0)
         return rc;
     uint8_t start[IDX_KEY];
@@ -655,7 +640,7 @@ static int list_idx(ctl_dir_txn *t, MDB_dbi dbi, uint64_t owner, int kind, uint6
         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
-        rc = lerr(mrc);
+        rc = c2d_mdb_errno(mrc);
     mdb_cursor_close(cur);
     return rc;
 }
@@ -735,7 +720,7 @@ int ctl_dir_audit_list(ctl_dir_txn *t, const ctl_dir_audit_filter *f, size_t lim
     put_be(start + OBJ_KEY, at, 8);
     put_be(start + OBJ_KEY + 8, seq, 8);
     MDB_cursor *cur;
-    int rc = lerr(mdb_cursor_open(t->txn, by_obj ? t->d->audit_obj : t->d->audit, &cur));
+    int rc = c2d_mdb_errno(mdb_cursor_open(t->txn, by_obj ? t->d->audit_obj : t->d->audit, &cur));
     if (rc != 0)
         return rc;
     size_t count = 0;
@@ -756,7 +741,7 @@ int ctl_dir_audit_list(ctl_dir_txn *t, const ctl_dir_audit_filter *f, size_t lim
         MDB_val ev = v;
         if (by_obj) {
             MDB_val ek = {AUDIT_KEY, (void *)key};
-            if ((rc = lerr(mdb_get(t->txn, t->d->audit, &ek, &ev))) != 0) {
+            if ((rc = c2d_mdb_errno(mdb_get(t->txn, t->d->audit, &ek, &ev))) != 0) {
                 rc = rc == -ENOENT ? -EIO : rc;
                 break;
             }
@@ -771,7 +756,7 @@ int ctl_dir_audit_list(ctl_dir_txn *t, const ctl_dir_audit_filter *f, size_t lim
         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
-        rc = lerr(mrc);
+        rc = c2d_mdb_errno(mrc);
     mdb_cursor_close(cur);
     if (n)
         *n = count;

@@ -1,4 +1,5 @@
 #include "controller/ledger.h"
+#include "common/c2d_lmdb.h"
 
 #include "common/c2d_fs.h"
 
@@ -22,22 +23,6 @@ struct ctl_ledger {
     int have_dbs; /* 0 for a read-only ledger whose databases do not exist yet */
     MDB_dbi segments, usage, partials;
 };
-
-static int lerr(int rc)
-{
-    switch (rc) {
-    case MDB_SUCCESS:
-        return 0;
-    case MDB_NOTFOUND:
-        return -ENOENT;
-    case MDB_MAP_FULL:
-        return -ENOSPC;
-    case MDB_KEYEXIST:
-        return -EEXIST;
-    default:
-        return rc > 0 ? -rc : -EIO;
-    }
-}
 
 static void put_be(uint8_t *p, uint64_t v, int n)
 {
@@ -166,31 +151,31 @@ int ctl_ledger_open(const char *dir, uint64_t map_bytes, int readonly, ctl_ledge
     int rc;
     if (!readonly && (rc = c2d_mkdirs(dir, 0750)) != 0)
         goto fail;
-    if ((rc = lerr(mdb_env_create(&l->env))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_env_create(&l->env))) != 0)
         goto fail;
-    if ((rc = lerr(mdb_env_set_maxdbs(l->env, CTL_LEDGER_MAX_DBS))) != 0 ||
-        (rc = lerr(mdb_env_set_mapsize(l->env, (size_t)map_bytes))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_env_set_maxdbs(l->env, CTL_LEDGER_MAX_DBS))) != 0 ||
+        (rc = c2d_mdb_errno(mdb_env_set_mapsize(l->env, (size_t)map_bytes))) != 0)
         goto fail;
-    if ((rc = lerr(mdb_env_open(l->env, dir, readonly ? MDB_RDONLY : 0, 0640))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_env_open(l->env, dir, readonly ? MDB_RDONLY : 0, 0640))) != 0)
         goto fail;
     if (!readonly) {
         int dead = 0;
         mdb_reader_check(l->env, &dead); /* slots of crashed readers */
     }
     unsigned flags = readonly ? 0 : MDB_CREATE;
-    if ((rc = lerr(mdb_txn_begin(l->env, NULL, readonly ? MDB_RDONLY : 0, &txn))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, readonly ? MDB_RDONLY : 0, &txn))) != 0)
         goto fail;
-    rc = lerr(mdb_dbi_open(txn, "segments", flags, &l->segments));
+    rc = c2d_mdb_errno(mdb_dbi_open(txn, "segments", flags, &l->segments));
     if (rc == 0)
-        rc = lerr(mdb_dbi_open(txn, "usage", flags, &l->usage));
+        rc = c2d_mdb_errno(mdb_dbi_open(txn, "usage", flags, &l->usage));
     if (rc == 0)
-        rc = lerr(mdb_dbi_open(txn, "partials", flags, &l->partials));
+        rc = c2d_mdb_errno(mdb_dbi_open(txn, "partials", flags, &l->partials));
     if (rc == 0) {
         l->have_dbs = 1;
     } else if (!(readonly && rc == -ENOENT)) {
         goto fail;
     }
-    rc = lerr(mdb_txn_commit(txn)); /* commit keeps the handles open */
+    rc = c2d_mdb_errno(mdb_txn_commit(txn)); /* commit keeps the handles open */
     txn = NULL;
     if (rc != 0)
         goto fail;
@@ -229,11 +214,11 @@ static int get_one(ctl_ledger *l, MDB_dbi dbi, const uint8_t *k, size_t klen,
     if (!l->have_dbs)
         return -ENOENT;
     MDB_txn *txn;
-    int rc = lerr(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
     if (rc != 0)
         return rc;
     MDB_val key = {klen, (void *)k}, val;
-    rc = lerr(mdb_get(txn, dbi, &key, &val));
+    rc = c2d_mdb_errno(mdb_get(txn, dbi, &key, &val));
     if (rc == 0)
         rc = decode(&val, out);
     mdb_txn_abort(txn);
@@ -307,12 +292,12 @@ static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key,
     size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
     size_t ukn = make_key(uk, key->device, key->channel, 0, 0);
     MDB_val mk = {kn, k}, mv = {vlen, (void *)v};
-    int rc = lerr(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE));
+    int rc = c2d_mdb_errno(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE));
     if (rc != 0)
         return rc; /* MDB_KEYEXIST leaves the transaction usable */
     ctl_usage_rec u = {0, 0};
     MDB_val muk = {ukn, uk}, muv;
-    rc = lerr(mdb_get(txn, l->usage, &muk, &muv));
+    rc = c2d_mdb_errno(mdb_get(txn, l->usage, &muk, &muv));
     if (rc == 0)
         rc = decode_usage(&muv, &u);
     if (rc != 0 && rc != -ENOENT)
@@ -322,9 +307,9 @@ static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key,
     put_be(ub + 8, u.segments + 1, 8);
     muv.mv_size = USAGE_LEN;
     muv.mv_data = ub;
-    if ((rc = lerr(mdb_put(txn, l->usage, &muk, &muv, 0))) != 0)
+    if ((rc = c2d_mdb_errno(mdb_put(txn, l->usage, &muk, &muv, 0))) != 0)
         return rc == -EEXIST ? -EIO : rc;
-    rc = lerr(mdb_del(txn, l->partials, &mk, NULL));
+    rc = c2d_mdb_errno(mdb_del(txn, l->partials, &mk, NULL));
     if (rc != 0 && rc != -ENOENT)
         return rc == -EEXIST ? -EIO : rc;
     return 0;
@@ -347,7 +332,7 @@ int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl
     if (todo == 0)
         return 0;
     MDB_txn *txn = NULL;
-    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, 0, &txn));
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (rcs[i] != 0)
             continue;
@@ -359,7 +344,7 @@ int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl
             rc = r;
     }
     if (rc == 0)
-        rc = lerr(mdb_txn_commit(txn));
+        rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else if (txn)
         mdb_txn_abort(txn);
     if (rc != 0)
@@ -390,15 +375,15 @@ int ctl_ledger_put_partial(ctl_ledger *l, const ctl_seg_key *key, const ctl_part
     uint8_t k[KEY_MAX];
     size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
     MDB_txn *txn;
-    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, 0, &txn));
     if (rc != 0)
         return rc;
     MDB_val mk = {kn, k}, mv = {PART_LEN, v};
-    if ((rc = lerr(mdb_put(txn, l->partials, &mk, &mv, 0))) != 0) {
+    if ((rc = c2d_mdb_errno(mdb_put(txn, l->partials, &mk, &mv, 0))) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
-    return lerr(mdb_txn_commit(txn));
+    return c2d_mdb_errno(mdb_txn_commit(txn));
 }
 
 int ctl_ledger_del_partial(ctl_ledger *l, const ctl_seg_key *key)
@@ -410,15 +395,15 @@ int ctl_ledger_del_partial(ctl_ledger *l, const ctl_seg_key *key)
     uint8_t k[KEY_MAX];
     size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
     MDB_txn *txn;
-    int rc = lerr(mdb_txn_begin(l->env, NULL, 0, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, 0, &txn));
     if (rc != 0)
         return rc;
     MDB_val mk = {kn, k};
-    if ((rc = lerr(mdb_del(txn, l->partials, &mk, NULL))) != 0) {
+    if ((rc = c2d_mdb_errno(mdb_del(txn, l->partials, &mk, NULL))) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
-    return lerr(mdb_txn_commit(txn));
+    return c2d_mdb_errno(mdb_txn_commit(txn));
 }
 
 /* Walks dbi from prefix (all if plen 0) while keys start with it. */
@@ -431,10 +416,10 @@ static int walk(ctl_ledger *l, MDB_dbi dbi, const uint8_t *prefix, size_t plen, 
         return 0;
     MDB_txn *txn;
     MDB_cursor *cur;
-    int rc = lerr(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
     if (rc != 0)
         return rc;
-    if ((rc = lerr(mdb_cursor_open(txn, dbi, &cur))) != 0) {
+    if ((rc = c2d_mdb_errno(mdb_cursor_open(txn, dbi, &cur))) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
@@ -448,7 +433,7 @@ static int walk(ctl_ledger *l, MDB_dbi dbi, const uint8_t *prefix, size_t plen, 
         mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
-        rc = lerr(mrc);
+        rc = c2d_mdb_errno(mrc);
     mdb_cursor_close(cur);
     mdb_txn_abort(txn);
     return rc;

@@ -34,16 +34,36 @@ typedef struct ctl_api ctl_api;
 #define CTL_API_SESSION_IDLE_S 1800
 #define CTL_API_SESSION_MAX_S 43200
 
+/* A one-time set-password link is valid this long (24 h). */
+#define CTL_API_LINK_TTL_S 86400
+
+/* Sends a message (the outbox, controller/mailer.h): 0 or -errno. Called
+ * after the change that made the message was committed, on an HTTP
+ * thread. */
+typedef int (*ctl_api_mail_fn)(void *ud, const char *to, const char *subject, const char *body);
+
 typedef struct {
     int64_t session_idle_s; /* 0: CTL_API_SESSION_IDLE_S */
     int64_t session_max_s;  /* 0: CTL_API_SESSION_MAX_S */
     unsigned pw_iterations; /* 0: CTL_PW_ITER_DEFAULT (others for tests) */
+    int64_t link_ttl_s;     /* 0: CTL_API_LINK_TTL_S */
+    /* Where set-password links go; NULL: links are only logged as made
+     * (their token is never logged). */
+    ctl_api_mail_fn mail;
+    void *mail_ud;
+    /* Put in front of "/set-password?token=..." in links, e.g.
+     * "https://portal.example.com"; NULL or "": "http://localhost". */
+    const char *link_base;
 } ctl_api_params;
 
 /* Makes the API over dir and rng (borrowed: they must outlive it). p NULL:
  * defaults. 0, -ENOMEM or -EIO (the random source failed). *out is set only
  * on success. */
 int ctl_api_new(ctl_dir *dir, ctl_rng *rng, const ctl_api_params *p, ctl_api **out);
+
+/* Replaces the base of set-password links (once the listener's port is
+ * known). Call before the server starts serving. */
+void ctl_api_set_link_base(ctl_api *a, const char *base);
 
 /* NULL is a no-op. Free the HTTP server first (its handlers use a). */
 void ctl_api_free(ctl_api *a);
@@ -53,10 +73,18 @@ void ctl_api_free(ctl_api *a);
 int ctl_api_routes(ctl_api *a, ctl_http *h);
 
 /* Creates the distributor tenant and its first Administrator with email
- * (lowercased) and the password hash pwhash (ctl_pw_hash), once. 0;
- * -EEXIST if already initialised, or the email is taken; -EINVAL (bad
- * email); directory errors. */
-int ctl_api_init_distributor(ctl_dir *dir, const char *email, const char *pwhash);
+ * (lowercased), once. With pwhash (ctl_pw_hash) the user can log in; with
+ * pwhash NULL a one-time set-password link valid link_ttl_s (0: 24 h) is
+ * made and its token written to link_token (CTL_TOKEN_SIZE bytes, from
+ * controller/token.h; rng needed). 0; -EEXIST if already initialised or
+ * the email is taken; -EINVAL (bad email or arguments); directory errors. */
+int ctl_api_init_distributor(ctl_dir *dir, ctl_rng *rng, const char *email, const char *pwhash,
+                             int64_t link_ttl_s, char *link_token);
+
+/* Calls fn for every route of the API (docs and tests): need is the
+ * permission (a ctl_perm) or a negative value for the session endpoints. */
+void ctl_api_each_route(void (*fn)(void *ud, const char *method, const char *pattern, int need),
+                        void *ud);
 
 /* 1 if s is an acceptable email address (1..254 bytes, one '@' with text
  * on both sides, no spaces or control bytes), else 0. */

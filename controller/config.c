@@ -1,4 +1,5 @@
 #include "controller/config.h"
+#include "controller/mailer.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -28,6 +29,7 @@ static const c2d_cfg_field fields[] = {
     F("ledger_map_bytes", C2D_CFG_INT, ledger_map_bytes, 0, MAP_BYTES_MIN, MAP_BYTES_MAX,
       INT64_C(1073741824), NULL),
     F("http", C2D_CFG_SKIP, http, 0, 0, 0, 0, NULL),
+    F("mail", C2D_CFG_SKIP, mail, 0, 0, 0, 0, NULL),
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -48,8 +50,67 @@ static const c2d_cfg_field http_fields[] = {
     H("body_max", C2D_CFG_INT, body_max, 0, BODY_MAX_MIN, BODY_MAX_MAX, 65536, NULL),
     H("session_idle_s", C2D_CFG_INT, session_idle_s, 0, 1, SESSION_S_MAX, 1800, NULL),
     H("session_max_s", C2D_CFG_INT, session_max_s, 0, 1, SESSION_S_MAX, 43200, NULL),
+    H("link_ttl_s", C2D_CFG_INT, link_ttl_s, 0, 1, SESSION_S_MAX, 86400, NULL),
 };
 #define N_HTTP_FIELDS (sizeof(http_fields) / sizeof(http_fields[0]))
+
+/* outbox_dir has no static default: NULL becomes <data_dir>/outbox. The
+ * sendmail command gets 10 s by default: a local MTA queues in well under
+ * a second, and an HTTP handler waits for it. */
+#define M(key, type, field, req, min, max, di, ds)                                                 \
+    {                                                                                              \
+        key, type, offsetof(ctl_mail_cfg, field), req, min, max, di, ds                            \
+    }
+static const c2d_cfg_field mail_fields[] = {
+    M("outbox_dir", C2D_CFG_STRING, outbox_dir, 0, 0, 0, 0, NULL),
+    M("from", C2D_CFG_STRING, from, 0, 0, 0, 0, "cam2drive <noreply@localhost>"),
+    M("sendmail", C2D_CFG_STRING, sendmail, 0, 0, 0, 0, ""),
+    M("link_base", C2D_CFG_STRING, link_base, 0, 0, 0, 0, ""),
+    M("sendmail_timeout_s", C2D_CFG_INT, sendmail_timeout_s, 0, 1, CTL_MAILER_TIMEOUT_S_MAX, 10,
+      NULL),
+};
+#define N_MAIL_FIELDS (sizeof(mail_fields) / sizeof(mail_fields[0]))
+
+/* The "mail" object (absent: every default), after data_dir is resolved. */
+static int load_mail(const cJSON *root, const char *path, const char *base, ctl_config *c,
+                     char *err, size_t errlen)
+{
+    char where[C2D_ERRMSG_MAX];
+    snprintf(where, sizeof(where), "%s: mail", path);
+    const cJSON *mail = cJSON_GetObjectItemCaseSensitive(root, "mail");
+    cJSON *empty = NULL;
+    if (!mail) {
+        if (!(mail = empty = cJSON_CreateObject())) {
+            snprintf(err, errlen, "%s: out of memory", where);
+            return -1;
+        }
+    }
+    int rc = c2d_cfg_apply(mail, where, mail_fields, N_MAIL_FIELDS, &c->mail, err, errlen);
+    cJSON_Delete(empty);
+    if (rc != 0)
+        return -1;
+    ctl_mail_cfg *m = &c->mail;
+    if (m->outbox_dir && m->outbox_dir[0] == '\0') {
+        snprintf(err, errlen, "%s: key \"outbox_dir\" must not be empty", where);
+        return -1;
+    }
+    if (!m->outbox_dir) {
+        size_t n = strlen(c->data_dir) + sizeof("/outbox");
+        if (!(m->outbox_dir = malloc(n))) {
+            snprintf(err, errlen, "%s: out of memory", where);
+            return -1;
+        }
+        snprintf(m->outbox_dir, n, "%s/outbox", c->data_dir);
+    }
+    if (c2d_cfg_resolve_path(&m->outbox_dir, base, where, "outbox_dir", err, errlen) != 0)
+        return -1;
+    const char *key, *why;
+    if (ctl_mailer_check_cfg(m, &key, &why) != 0) {
+        snprintf(err, errlen, "%s: key \"%s\" %s", where, key, why);
+        return -1;
+    }
+    return 0;
+}
 
 int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
 {
@@ -91,12 +152,15 @@ int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
         }
         c.http.enabled = 1;
     }
+    if (load_mail(root, path, base, &c, err, errlen) != 0)
+        goto fail;
     cJSON_Delete(root);
     *out = c;
     return 0;
 fail:
     c2d_cfg_free_strings(fields, N_FIELDS, &c);
     c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &c.http);
+    c2d_cfg_free_strings(mail_fields, N_MAIL_FIELDS, &c.mail);
     c2d_broker_cfg_free(&c.broker);
     cJSON_Delete(root);
     return -1;
@@ -108,5 +172,6 @@ void ctl_config_free(ctl_config *cfg)
         return;
     c2d_cfg_free_strings(fields, N_FIELDS, cfg);
     c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &cfg->http);
+    c2d_cfg_free_strings(mail_fields, N_MAIL_FIELDS, &cfg->mail);
     c2d_broker_cfg_free(&cfg->broker);
 }

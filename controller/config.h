@@ -1,9 +1,10 @@
 /* c2d-controller configuration: one JSON file, loaded by a table of keys
  * (common/c2d_config.h). The keys and defaults are those of
  * docs/components.md; unknown keys are errors and every error names the file
- * and the key. Relative paths (data_dir and the broker's TLS files) are
- * resolved against the directory of the configuration file, as the agent
- * does, so the daemon behaves the same whatever its working directory. */
+ * and the key. Relative paths (data_dir, the broker's TLS files and
+ * mail.outbox_dir) are resolved against the directory of the configuration
+ * file, as the agent does, so the daemon behaves the same whatever its
+ * working directory. */
 #ifndef CTL_CONFIG_H
 #define CTL_CONFIG_H
 
@@ -23,7 +24,18 @@ typedef struct {
     int64_t body_max;       /* largest request body, bytes */
     int64_t session_idle_s; /* a session unused this long ends */
     int64_t session_max_s;  /* a session ends this long after log-in, used or not */
+    int64_t link_ttl_s;     /* a set-password link works this long (24 h) */
 } ctl_http_cfg;
+
+/* The optional "mail" object: the outbox of one-time set-password links
+ * (controller/mailer.h). Defaults apply when the object is absent. */
+typedef struct {
+    char *outbox_dir;           /* one .eml per message; default <data_dir>/outbox */
+    char *from;                 /* From header, e.g. "cam2drive <noreply@localhost>" */
+    char *sendmail;             /* "" : none; else a command split on spaces, no shell */
+    char *link_base;            /* "" : the API builds http://<listen>:<port>; no trailing / */
+    int64_t sendmail_timeout_s; /* the command is killed after this long */
+} ctl_mail_cfg;
 
 typedef struct {
     char *data_dir;            /* store/, partial/ and ledger.lmdb/ live here */
@@ -32,6 +44,7 @@ typedef struct {
     int64_t max_channels;      /* channels 0 .. max_channels-1 are accepted */
     int64_t ledger_map_bytes;  /* LMDB map size: the ledger's upper bound */
     ctl_http_cfg http;         /* http.enabled 0: no API listener */
+    ctl_mail_cfg mail;         /* always filled (defaults when "mail" is absent) */
 } ctl_config;
 
 /* Loads path into *out (which is written only on success). Returns 0, or -1

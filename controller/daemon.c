@@ -4,8 +4,10 @@
 #include "common/c2d_mqtt.h"
 #include "common/c2d_time.h"
 #include "controller/config.h"
+#include "controller/devmsg.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <mqtt_protocol.h>
 #include <poll.h>
@@ -15,6 +17,7 @@
 #include <time.h>
 
 #define SEG_SUBSCRIPTION "c2d/v1/d/+/seg"
+#define EVT_SUBSCRIPTION "c2d/v1/d/+/evt"
 
 /* How long a stopping daemon keeps writing queued acks before it goes. */
 #define FLUSH_US 2000000
@@ -25,6 +28,11 @@
 /* Finished commits taken from the committer per call. */
 #define DONE_BATCH 32
 
+/* evt log lines: a burst of EVT_LOG_BURST, then one per EVT_LOG_REFILL_US
+ * (20 a minute), whatever devices send; the rest are counted. */
+#define EVT_LOG_BURST 20
+#define EVT_LOG_REFILL_US 3000000
+
 struct ctl_daemon {
     struct mosquitto *mosq;
     const c2d_broker_cfg *broker;
@@ -34,6 +42,16 @@ struct ctl_daemon {
     int session_ok;           /* CONNACK success seen since the last connect */
     int backoff_ms;
     int ever_connected;
+    ctl_dir *dir; /* NULL: evt ignored */
+    char *subs[2];
+    int nsubs;
+    /* evt messages parsed, not yet stored (flush_evt). */
+    ctl_devmsg evt[CTL_DAEMON_EVT_BATCH];
+    char evt_device[CTL_DAEMON_EVT_BATCH][C2D_DEVICE_ID_MAX + 1];
+    size_t nevt;
+    int log_tokens;
+    int64_t log_refill_us;
+    uint64_t log_suppressed;
 };
 
 /* Copies s for a log line: printable ASCII only, bounded. */
@@ -95,6 +113,80 @@ static void sink(void *ud, const char *device, const c2d_msg *ack, const char *d
     free(json);
 }
 
+static void evt_log(ctl_daemon *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* A log line caused by a device's evt message, within the rate limit. */
+static void evt_log(ctl_daemon *d, int level, const char *fmt, ...)
+{
+    int64_t now = c2d_mono_us();
+    if (now - d->log_refill_us >= EVT_LOG_REFILL_US) {
+        int64_t add = (now - d->log_refill_us) / EVT_LOG_REFILL_US;
+        d->log_tokens =
+            add >= EVT_LOG_BURST - d->log_tokens ? EVT_LOG_BURST : d->log_tokens + (int)add;
+        d->log_refill_us = now;
+    }
+    if (d->log_tokens == 0) {
+        d->log_suppressed++;
+        return;
+    }
+    d->log_tokens--;
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (d->log_suppressed)
+        c2d_log(level, "%s (%" PRIu64 " evt lines left out before this one)", line,
+                d->log_suppressed);
+    else
+        c2d_log(level, "%s", line);
+    d->log_suppressed = 0;
+}
+
+/* Stores the evt messages parsed since the last call, in one transaction. */
+static void flush_evt(ctl_daemon *d)
+{
+    if (d->nevt == 0)
+        return;
+    ctl_devmsg_item items[CTL_DAEMON_EVT_BATCH];
+    int results[CTL_DAEMON_EVT_BATCH];
+    for (size_t i = 0; i < d->nevt; i++) {
+        items[i].device = d->evt_device[i];
+        items[i].msg = &d->evt[i];
+    }
+    int rc = ctl_devmsg_store_many(d->dir, items, d->nevt, results);
+    if (rc != 0)
+        evt_log(d, C2D_LOG_ERROR, "storing %zu evt messages: %s; dropped", d->nevt, strerror(-rc));
+    for (size_t i = 0; rc == 0 && i < d->nevt; i++) {
+        if (results[i] == -ENOENT)
+            evt_log(d, C2D_LOG_WARN, "device %s: evt dropped: no recorder paired with it",
+                    items[i].device);
+        else if (results[i] != 0)
+            evt_log(d, C2D_LOG_WARN, "device %s: evt dropped: %s", items[i].device,
+                    strerror(-results[i]));
+    }
+    d->nevt = 0;
+}
+
+static void handle_evt(ctl_daemon *d, const char *device, const struct mosquitto_message *msg)
+{
+    if (!d->dir) {
+        c2d_debug("device %s: ignoring message on %s (no directory)", device, msg->topic);
+        return;
+    }
+    char why[CTL_DEVMSG_WHY_MAX];
+    int rc = ctl_devmsg_parse(msg->payload, msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0,
+                              c2d_now_us(), &d->evt[d->nevt], why, sizeof(why));
+    if (rc != 0) {
+        evt_log(d, C2D_LOG_WARN, "device %s: evt refused: %s", device, why);
+        return;
+    }
+    strcpy(d->evt_device[d->nevt], device); /* fits: the topic parser bounds it */
+    if (++d->nevt == CTL_DAEMON_EVT_BATCH)
+        flush_evt(d);
+}
+
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *props)
 {
@@ -106,6 +198,10 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         char buf[160];
         c2d_warn("dropped message on topic \"%s\": %s (%s); no ack possible",
                  printable(msg->topic, buf, sizeof(buf)), c2d_reason(st), c2d_strerror(st));
+        return;
+    }
+    if (kind == C2D_TOPIC_EVT) {
+        handle_evt(d, device, msg);
         return;
     }
     if (kind != C2D_TOPIC_SEG) {
@@ -130,19 +226,22 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
     d->backoff_ms = CTL_BACKOFF_MIN_MS;
     c2d_info("connected to %s:%" PRId64 " (session %s)", d->broker->host, d->broker->port,
              (flags & 1) ? "resumed" : "new");
-    int src = mosquitto_subscribe_v5(m, NULL, SEG_SUBSCRIPTION, 1, 0, NULL);
+    int src = mosquitto_subscribe_multiple(m, NULL, d->nsubs, d->subs, 1, 0, NULL);
     if (src != MOSQ_ERR_SUCCESS)
-        c2d_err("subscribe %s: %s", SEG_SUBSCRIPTION, mosquitto_strerror(src));
+        c2d_err("subscribe %s%s%s: %s", d->subs[0], d->nsubs > 1 ? ", " : "",
+                d->nsubs > 1 ? d->subs[1] : "", mosquitto_strerror(src));
 }
 
 static void on_subscribe(struct mosquitto *m, void *ud, int mid, int n, const int *granted,
                          const mosquitto_property *props)
 {
-    if (n < 1 || granted[0] > 1)
-        c2d_err("broker refused the subscription to %s (code %d)", SEG_SUBSCRIPTION,
-                n > 0 ? granted[0] : -1);
-    else
-        c2d_debug("subscribed to %s with QoS %d", SEG_SUBSCRIPTION, granted[0]);
+    ctl_daemon *d = ud;
+    for (int i = 0; i < d->nsubs; i++)
+        if (i >= n || granted[i] > 1)
+            c2d_err("broker refused the subscription to %s (code %d)", d->subs[i],
+                    i < n ? granted[i] : -1);
+        else
+            c2d_debug("subscribed to %s with QoS %d", d->subs[i], granted[i]);
 }
 
 static void on_disconnect(struct mosquitto *m, void *ud, int rc, const mosquitto_property *props)
@@ -196,7 +295,7 @@ static int loop_once(ctl_daemon *d, int timeout_ms)
 }
 
 int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer *committer,
-                   ctl_daemon **out, char *err, size_t errlen)
+                   ctl_dir *dir, ctl_daemon **out, char *err, size_t errlen)
 {
     ctl_daemon *d = calloc(1, sizeof(*d));
     if (!d) {
@@ -206,6 +305,12 @@ int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer 
     d->broker = broker;
     d->ing = ing;
     d->committer = committer;
+    d->dir = dir;
+    d->subs[d->nsubs++] = SEG_SUBSCRIPTION;
+    if (dir)
+        d->subs[d->nsubs++] = EVT_SUBSCRIPTION;
+    d->log_tokens = EVT_LOG_BURST;
+    d->log_refill_us = c2d_mono_us();
     d->backoff_ms = CTL_BACKOFF_MIN_MS;
     d->mosq = c2d_mqtt_new(broker, CTL_DEFAULT_CLIENT_ID, 0, d, err, errlen);
     if (!d->mosq) {
@@ -285,6 +390,7 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
             }
         }
         int rc = loop_once(d, LOOP_TIMEOUT_MS);
+        flush_evt(d);
         if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_ERRNO && errno == EINTR))
             continue;
         if (d->connected || rc != MOSQ_ERR_NO_CONN)
@@ -316,5 +422,6 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
         mosquitto_loop(d->mosq, 100, 1);
         d->connected = 0;
     }
+    flush_evt(d); /* what the last loop rounds parsed */
     return 0;
 }

@@ -1,7 +1,9 @@
 /* The daemon: one libmosquitto client (MQTT v5, TLS with the controller's
  * certificate, persistent session) that feeds every message on
  * c2d/v1/d/+/seg to an ingest and publishes its acks, QoS 1, on
- * c2d/v1/d/{device}/ack. Reconnects with exponential backoff.
+ * c2d/v1/d/{device}/ack. With a directory it also takes the telemetry on
+ * c2d/v1/d/+/evt (controller/devmsg.h: events and positions; no ack).
+ * Reconnects with exponential backoff.
  *
  * Messages are handled inside ctl_daemon_run, on the caller's thread. With a
  * committer, segment commits run on its worker while messages keep coming;
@@ -12,12 +14,15 @@
  *
  * This module is process glue and logs through common/c2d_log.h: one warn
  * line per rejected message (device, reason, detail), one info line per
- * committed segment (device, channel, start, size). */
+ * committed segment (device, channel, start, size). evt lines (refused
+ * payloads, devices without a recorder) are rate limited: a device must not
+ * be able to fill the disk. */
 #ifndef CTL_DAEMON_H
 #define CTL_DAEMON_H
 
 #include "common/c2d_config.h"
 #include "controller/committer.h"
+#include "controller/directory.h"
 #include "controller/ingest.h"
 
 #include <signal.h>
@@ -33,13 +38,19 @@ typedef struct ctl_daemon ctl_daemon;
 #define CTL_BACKOFF_MIN_MS 500
 #define CTL_BACKOFF_MAX_MS 30000
 
+/* evt messages stored per directory transaction: a burst costs one sync
+ * while the write transaction stays short on the network thread. */
+#define CTL_DAEMON_EVT_BATCH 64
+
 /* Creates the client (mosquitto_lib_init() must have been called). broker,
- * ing and committer (NULL: commit inside the message handler) are borrowed
+ * ing, committer (NULL: commit inside the message handler) and dir (NULL:
+ * evt topics are not subscribed, their messages are ignored) are borrowed
  * and must outlive the daemon; with a committer, ing submits its commits
- * to it from now on. Returns 0, or -1 with err filled. *out is set only on
- * success. */
+ * to it from now on. evt messages are parsed in the message handler and
+ * stored, a batch per network loop round, on the caller's thread. Returns
+ * 0, or -1 with err filled. *out is set only on success. */
 int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer *committer,
-                   ctl_daemon **out, char *err, size_t errlen);
+                   ctl_dir *dir, ctl_daemon **out, char *err, size_t errlen);
 
 /* Connects (retrying with backoff) and serves until *stop becomes nonzero
  * (set it from a SIGTERM/SIGINT handler); then flushes pending acks for a

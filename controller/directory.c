@@ -24,7 +24,7 @@
 struct ctl_dir {
     MDB_env *env;
     int readonly;
-    MDB_dbi objects, by_tenant, by_parent, unique, audit, audit_obj, meta;
+    MDB_dbi objects, by_tenant, by_parent, unique, audit, audit_obj, audit_tenant, meta;
     int64_t (*now)(void *ud);
     void *now_ud;
 };
@@ -41,7 +41,8 @@ static const char *const kind_names[CTL_KIND_MAX + 1] = {
     [CTL_KIND_RECORDER] = "recorder", [CTL_KIND_CHANNEL] = "channel",   [CTL_KIND_USER] = "user",
     [CTL_KIND_ROLE] = "role",         [CTL_KIND_SESSION] = "session",   [CTL_KIND_GROUP] = "group",
     [CTL_KIND_BOOKMARK] = "bookmark", [CTL_KIND_GEOFENCE] = "geofence", [CTL_KIND_EVENT] = "event",
-    [CTL_KIND_DRIVER] = "driver",     [CTL_KIND_SETTINGS] = "settings",
+    [CTL_KIND_DRIVER] = "driver",     [CTL_KIND_SETTINGS] = "settings", [CTL_KIND_LINK] = "link",
+    [CTL_KIND_LOCATION] = "location",
 };
 
 const char *ctl_dir_kind_name(int kind)
@@ -110,11 +111,11 @@ int ctl_dir_open(ctl_ledger *l, ctl_dir **out)
     d->env = ctl_ledger_env(l);
     d->readonly = ctl_ledger_readonly(l);
     d->now = clock_default;
-    static const char *const names[] = {"dir_objects", "dir_by_tenant", "dir_by_parent",
-                                        "dir_unique",  "dir_audit",     "dir_audit_obj",
-                                        "dir_meta"};
+    static const char *const names[] = {"dir_objects", "dir_by_tenant",   "dir_by_parent",
+                                        "dir_unique",  "dir_audit",       "dir_audit_obj",
+                                        "dir_meta",    "dir_audit_tenant"};
     MDB_dbi *dbis[] = {&d->objects, &d->by_tenant, &d->by_parent, &d->unique,
-                       &d->audit,   &d->audit_obj, &d->meta};
+                       &d->audit,   &d->audit_obj, &d->meta,      &d->audit_tenant};
     MDB_txn *txn;
     int rc = c2d_mdb_errno(mdb_txn_begin(d->env, NULL, d->readonly ? MDB_RDONLY : 0, &txn));
     if (rc != 0)
@@ -413,8 +414,8 @@ static int add_snapshot(cJSON *entry, const char *name, const char *json)
 }
 
 /* Writes the audit entry of a change; before/after NULL for none. */
-static int write_audit(ctl_dir_txn *t, const char *actor, int kind, uint64_t id, const char *action,
-                       const char *before, const char *after)
+static int write_audit(ctl_dir_txn *t, const char *actor, uint64_t tenant, int kind, uint64_t id,
+                       const char *action, const char *before, const char *after)
 {
     cJSON *e = cJSON_CreateObject();
     char *text = NULL;
@@ -422,6 +423,7 @@ static int write_audit(ctl_dir_txn *t, const char *actor, int kind, uint64_t id,
     int rc = -ENOMEM;
     if (!e || !cJSON_AddStringToObject(e, "actor", actor) ||
         !cJSON_AddNumberToObject(e, "at", (double)t->now) ||
+        !cJSON_AddNumberToObject(e, "tenant", (double)tenant) ||
         !cJSON_AddStringToObject(e, "kind", ctl_dir_kind_name(kind)) ||
         !cJSON_AddNumberToObject(e, "id", (double)id) ||
         !cJSON_AddStringToObject(e, "action", action))
@@ -448,7 +450,13 @@ static int write_audit(ctl_dir_txn *t, const char *actor, int kind, uint64_t id,
     if ((rc = werr(mdb_put(t->txn, t->d->audit, &mk, &mv, 0))) != 0)
         goto out;
     MDB_val ok = {AUDIT_OBJ_KEY, k}, ov = {0, (void *)""};
-    rc = werr(mdb_put(t->txn, t->d->audit_obj, &ok, &ov, 0));
+    if ((rc = werr(mdb_put(t->txn, t->d->audit_obj, &ok, &ov, 0))) != 0)
+        goto out;
+    uint8_t tk[8 + AUDIT_KEY];
+    put_be(tk, tenant, 8);
+    memcpy(tk + 8, k + OBJ_KEY, AUDIT_KEY);
+    MDB_val tkv = {sizeof(tk), tk};
+    rc = werr(mdb_put(t->txn, t->d->audit_tenant, &tkv, &ov, 0));
 out:
     free(val);
     free(text);
@@ -535,8 +543,8 @@ int ctl_dir_put(ctl_dir_txn *t, const char *actor, ctl_dir_obj *obj, const ctl_d
         (rc = write_idx(t, t->d->by_tenant, obj->tenant, kind, id, 1)) != 0 ||
         (obj->parent && (rc = write_idx(t, t->d->by_parent, obj->parent, kind, id, 1)) != 0))
         goto out;
-    if (actor && (rc = write_audit(t, actor, kind, id, before ? "update" : "create", before,
-                                   obj->json)) != 0)
+    if (actor && (rc = write_audit(t, actor, obj->tenant, kind, id, before ? "update" : "create",
+                                   before, obj->json)) != 0)
         goto out;
     obj->id = id;
     obj->created_us = created;
@@ -577,7 +585,7 @@ int ctl_dir_del(ctl_dir_txn *t, const char *actor, int kind, uint64_t id)
         (parent && (rc = write_idx(t, t->d->by_parent, parent, kind, id, 0)) != 0))
         goto out;
     if (actor)
-        rc = write_audit(t, actor, kind, id, "delete", before, NULL);
+        rc = write_audit(t, actor, tenant, kind, id, "delete", before, NULL);
 out:
     free(before);
     free(oldkeys);
@@ -603,6 +611,74 @@ int ctl_dir_lookup(ctl_dir_txn *t, const char *ns, const char *value, int *kind,
     *kind = v[0];
     *id = get_be(v + 1, 8);
     return 0;
+}
+
+/* Compares a value of dir_unique (vl bytes) with the string s, as LMDB
+ * orders keys: memcmp, then the shorter first. */
+static int value_cmp(const uint8_t *v, size_t vl, const char *s)
+{
+    size_t sl = strlen(s);
+    int c = memcmp(v, s, vl < sl ? vl : sl);
+    return c != 0 ? c : (vl > sl) - (vl < sl);
+}
+
+int ctl_dir_ukey_range(ctl_dir_txn *t, const char *ns, const char *from, const char *to,
+                       int reverse, size_t limit, ctl_dir_ukey_cb cb, void *ud, size_t *n)
+{
+    size_t nl = ns ? strnlen(ns, CTL_DIR_UKEY_NS_MAX + 1) : 0;
+    size_t fl = from ? strnlen(from, CTL_DIR_UKEY_VALUE_MAX + 1) : 0;
+    size_t tl = to ? strnlen(to, CTL_DIR_UKEY_VALUE_MAX + 1) : 0;
+    if (nl == 0 || nl > CTL_DIR_UKEY_NS_MAX || !from || fl > CTL_DIR_UKEY_VALUE_MAX ||
+        tl > CTL_DIR_UKEY_VALUE_MAX || !cb || limit == 0 || limit > CTL_DIR_LIST_MAX)
+        return -EINVAL;
+    /* Forward from ns \0 from; backward from just below ns \0 to, or below
+     * ns \1 (past every key of ns) without an upper bound. */
+    uint8_t start[UKEY_LEN];
+    memcpy(start, ns, nl);
+    start[nl] = reverse && !to ? 1 : 0;
+    size_t sl = nl + 1;
+    if (!reverse || to) {
+        memcpy(start + sl, reverse ? to : from, reverse ? tl : fl);
+        sl += reverse ? tl : fl;
+    }
+    MDB_cursor *cur;
+    int rc = c2d_mdb_errno(mdb_cursor_open(t->txn, t->d->unique, &cur));
+    if (rc != 0)
+        return rc;
+    MDB_val k = {sl, start}, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    if (reverse && mrc == MDB_SUCCESS)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
+    else if (reverse && mrc == MDB_NOTFOUND)
+        mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    size_t count = 0;
+    char value[CTL_DIR_UKEY_VALUE_MAX + 1];
+    while (mrc == MDB_SUCCESS && count < limit) {
+        const uint8_t *p = k.mv_data;
+        if (k.mv_size < nl + 1 || memcmp(p, ns, nl) != 0 || p[nl] != 0)
+            break;
+        const uint8_t *val = p + nl + 1;
+        size_t vl = k.mv_size - nl - 1;
+        if (reverse ? value_cmp(val, vl, from) < 0 : to && value_cmp(val, vl, to) >= 0)
+            break;
+        const uint8_t *ov = v.mv_data;
+        if (vl > CTL_DIR_UKEY_VALUE_MAX || v.mv_size != OBJ_KEY || !kind_valid(ov[0])) {
+            rc = -EIO;
+            break;
+        }
+        memcpy(value, val, vl);
+        value[vl] = '\0';
+        if ((rc = cb(ud, value, ov[0], get_be(ov + 1, 8))) != 0)
+            break;
+        count++;
+        mrc = mdb_cursor_get(cur, &k, &v, reverse ? MDB_PREV : MDB_NEXT);
+    }
+    if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        rc = c2d_mdb_errno(mrc);
+    mdb_cursor_close(cur);
+    if (n)
+        *n = count;
+    return rc;
 }
 
 /* Walks index dbi from (owner, kind, after_id + 1) while the key is of
@@ -714,46 +790,60 @@ int ctl_dir_audit_list(ctl_dir_txn *t, const ctl_dir_audit_filter *f, size_t lim
         }
     }
     uint64_t to = f->to_us > 0 ? (uint64_t)f->to_us : UINT64_MAX;
-    int by_obj = f->id != 0;
+    /* Walk one index: an object's entries, a space's, or all; each index
+     * key is a prefix and then the entry's (at, seq) key. */
+    MDB_dbi dbi = t->d->audit;
     uint8_t start[AUDIT_OBJ_KEY];
-    obj_key(start, f->kind, f->id);
-    put_be(start + OBJ_KEY, at, 8);
-    put_be(start + OBJ_KEY + 8, seq, 8);
+    size_t prefix = 0;
+    if (f->id) {
+        dbi = t->d->audit_obj;
+        obj_key(start, f->kind, f->id);
+        prefix = OBJ_KEY;
+    } else if (f->tenant) {
+        dbi = t->d->audit_tenant;
+        put_be(start, f->tenant, 8);
+        prefix = 8;
+    }
+    put_be(start + prefix, at, 8);
+    put_be(start + prefix + 8, seq, 8);
     MDB_cursor *cur;
-    int rc = c2d_mdb_errno(mdb_cursor_open(t->txn, by_obj ? t->d->audit_obj : t->d->audit, &cur));
+    int rc = c2d_mdb_errno(mdb_cursor_open(t->txn, dbi, &cur));
     if (rc != 0)
         return rc;
     size_t count = 0;
-    MDB_val k = {by_obj ? AUDIT_OBJ_KEY : AUDIT_KEY, by_obj ? start : start + OBJ_KEY}, v;
+    MDB_val k = {prefix + AUDIT_KEY, start}, v;
     int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    while (mrc == MDB_SUCCESS && count < limit) {
+    for (; mrc == MDB_SUCCESS && count < limit; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const uint8_t *key = k.mv_data;
-        if (by_obj) {
-            if (k.mv_size != AUDIT_OBJ_KEY || memcmp(key, start, OBJ_KEY) != 0)
-                break;
-            key += OBJ_KEY;
-        } else if (k.mv_size != AUDIT_KEY) {
-            rc = -EIO;
+        if (k.mv_size != prefix + AUDIT_KEY || memcmp(key, start, prefix) != 0)
             break;
-        }
+        key += prefix;
         if (get_be(key, 8) >= to)
             break;
         MDB_val ev = v;
-        if (by_obj) {
+        if (prefix) {
             MDB_val ek = {AUDIT_KEY, (void *)key};
             if ((rc = c2d_mdb_errno(mdb_get(t->txn, t->d->audit, &ek, &ev))) != 0) {
                 rc = rc == -ENOENT ? -EIO : rc;
                 break;
             }
         }
-        if (!by_obj && f->kind && (ev.mv_size < 1 || ((const uint8_t *)ev.mv_data)[0] != f->kind)) {
-            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+        if (f->kind && (ev.mv_size < 1 || ((const uint8_t *)ev.mv_data)[0] != f->kind))
             continue;
+        if (f->id && f->tenant) { /* the object's entries of that space only */
+            uint8_t tk[8 + AUDIT_KEY];
+            put_be(tk, f->tenant, 8);
+            memcpy(tk + 8, key, AUDIT_KEY);
+            MDB_val tkv = {sizeof(tk), tk}, tv;
+            int g = mdb_get(t->txn, t->d->audit_tenant, &tkv, &tv);
+            if (g == MDB_NOTFOUND)
+                continue;
+            if ((rc = c2d_mdb_errno(g)) != 0)
+                break;
         }
         if ((rc = audit_emit(key, &ev, cb, ud)) != 0)
             break;
         count++;
-        mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
     if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
         rc = c2d_mdb_errno(mrc);

@@ -14,6 +14,7 @@
  *   dir_unique     namespace \0 value -> kind + id BE64 ("email", "token", ...)
  *   dir_audit      at_us BE64 + seq BE64 -> kind + id BE64 + JSON text + NUL
  *   dir_audit_obj  kind + id BE64 + at_us BE64 + seq BE64 -> ""
+ *   dir_audit_tenant tenant BE64 + at_us BE64 + seq BE64 -> ""  (a space's log)
  *   dir_meta       "next_id", "audit_seq" -> BE64 counters
  * Ids come from one counter for all kinds, allocated inside the write
  * transaction, so an aborted transaction leaves no trace and ids are never
@@ -79,7 +80,9 @@ typedef enum {
     CTL_KIND_EVENT = 12,
     CTL_KIND_DRIVER = 13,
     CTL_KIND_SETTINGS = 14,
-    CTL_KIND_MAX = CTL_KIND_SETTINGS
+    CTL_KIND_LINK = 15,     /* one-time set-password link */
+    CTL_KIND_LOCATION = 16, /* a dashcam's position report (map) */
+    CTL_KIND_MAX = CTL_KIND_LOCATION
 } ctl_dir_kind;
 
 /* "tenant", "client", ...; NULL for a kind that is not one. */
@@ -185,6 +188,18 @@ int ctl_dir_del(ctl_dir_txn *t, const char *actor, int kind, uint64_t id);
  * none. */
 int ctl_dir_lookup(ctl_dir_txn *t, const char *ns, const char *value, int *kind, uint64_t *id);
 
+/* Walks the unique keys of namespace ns whose value v is in [from, to) in
+ * byte order (memcmp, then the shorter first; to NULL: no upper bound), in
+ * ascending order, or descending if reverse is nonzero; at most limit
+ * (1..CTL_DIR_LIST_MAX). This makes a namespace of fixed-width values an
+ * ordered index (a dashcam's positions by time: controller/devmsg.c). cb
+ * gets each value (NUL-terminated, valid during the call) and its holder; it
+ * must not write through t; a nonzero return stops the walk and is
+ * returned. *n (may be NULL) receives how many were passed to cb. */
+typedef int (*ctl_dir_ukey_cb)(void *ud, const char *value, int kind, uint64_t id);
+int ctl_dir_ukey_range(ctl_dir_txn *t, const char *ns, const char *from, const char *to,
+                       int reverse, size_t limit, ctl_dir_ukey_cb cb, void *ud, size_t *n);
+
 /* Lists objects in id order, from the first id after after_id (0: from the
  * start), at most limit of them (1..CTL_DIR_LIST_MAX). cb gets each object
  * (json valid during the call; the callback must not write through t); a
@@ -201,7 +216,8 @@ int ctl_dir_list_children(ctl_dir_txn *t, uint64_t parent, int kind, uint64_t af
 /* How many children of one kind parent has (a site's recorders). */
 int ctl_dir_count_children(ctl_dir_txn *t, uint64_t parent, int kind, uint64_t *count);
 
-/* One audit entry: json is {actor, at, kind, id, action, before, after},
+/* One audit entry: json is {actor, at, tenant, kind, id, action, before,
+ * after} (tenant: the space the object belongs to),
  * valid during the callback. (at_us, seq) orders and identifies it. */
 typedef struct {
     int64_t at_us;
@@ -216,8 +232,10 @@ typedef int (*ctl_dir_audit_cb)(void *ud, const ctl_dir_audit_entry *e);
 /* Which audit entries to list, in (at_us, seq) order: kind 0 any (then id
  * must be 0), else that kind, and id nonzero that object only; at_us in
  * [from_us, to_us) (to_us 0: no upper bound); and after a page's last entry
- * (after_at_us, after_seq) when after_seq is nonzero. */
+ * (after_at_us, after_seq) when after_seq is nonzero; tenant nonzero: only
+ * changes of that space's objects. */
 typedef struct {
+    uint64_t tenant;
     int kind;
     uint64_t id;
     int64_t from_us;

@@ -74,6 +74,22 @@ struct ctl_http_req {
 
 /* --- Small helpers --- */
 
+/* True if JSON text holds the escape \u0000: cJSON would end the string
+ * there and silently drop the rest, so such bodies are refused. Outside
+ * strings a valid JSON text has no backslash, so every backslash met here
+ * starts an escape. */
+static bool has_nul_escape(const char *s, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (s[i] != '\\')
+            continue;
+        if (s[i + 1] == 'u' && i + 5 < n && memcmp(s + i + 2, "0000", 4) == 0)
+            return true;
+        i++; /* skip the escaped character */
+    }
+    return false;
+}
+
 static bool is_utf8(const unsigned char *s, size_t n)
 {
     size_t i = 0;
@@ -767,6 +783,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         }
         if (!cJSON_IsObject(req->json))
             return queue_error(conn, 400, "bad_json", "request body must be a JSON object", NULL,
+                               false);
+        if (has_nul_escape(req->body, req->len))
+            return queue_error(conn, 400, "bad_json", "strings must not hold NUL (\\u0000)", NULL,
                                false);
     }
     ctl_http_resp resp = {0};

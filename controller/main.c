@@ -3,7 +3,8 @@
  *   c2d-controller [run] -c CONFIG [-v]
  *   c2d-controller usage -c CONFIG [--json]
  *   c2d-controller segments -c CONFIG [--json]
- *   c2d-controller init -c CONFIG --email EMAIL   (password: one line on stdin)
+ *   c2d-controller init -c CONFIG --email EMAIL [--link]
+ *       (password: one line on stdin; --link: a set-password link instead)
  */
 #include "common/c2d_fs.h"
 #include "common/c2d_log.h"
@@ -16,10 +17,12 @@
 #include "controller/http.h"
 #include "controller/ingest.h"
 #include "controller/ledger.h"
+#include "controller/mailer.h"
 #include "controller/password.h"
 #include "controller/report.h"
 #include "controller/rng.h"
 #include "controller/store.h"
+#include "controller/token.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -49,13 +52,35 @@ static void usage(FILE *f)
     fputs("usage: c2d-controller [run] -c CONFIG [-v]\n"
           "       c2d-controller usage -c CONFIG [--json]\n"
           "       c2d-controller segments -c CONFIG [--json]\n"
-          "       c2d-controller init -c CONFIG --email EMAIL  (password on stdin)\n",
+          "       c2d-controller init -c CONFIG --email EMAIL [--link]  (password on stdin, or a\n"
+          "                                    set-password link in the outbox and on stdout)\n",
           f);
 }
 
 static int ledger_path(const ctl_config *cfg, char *buf, size_t len)
 {
     return c2d_path_join(buf, len, cfg->data_dir, "ledger.lmdb");
+}
+
+/* The API's messages go to the outbox (controller/mailer.h). */
+static int mail_send(void *ud, const char *to, const char *subject, const char *body)
+{
+    char id[CTL_MAILER_ID_MAX];
+    int rc = ctl_mailer_send(ud, to, subject, body, id, sizeof(id));
+    if (rc == 0 || rc == -EIO)
+        c2d_info("mail %s written to the outbox%s", id, rc ? "; the sendmail command failed" : "");
+    return rc;
+}
+
+/* The base of set-password links: mail.link_base, else the listener. */
+static void link_base(const ctl_config *cfg, unsigned port, char *buf, size_t len)
+{
+    if (cfg->mail.link_base && cfg->mail.link_base[0])
+        snprintf(buf, len, "%s", cfg->mail.link_base);
+    else if (strchr(cfg->http.listen, ':'))
+        snprintf(buf, len, "http://[%s]:%u", cfg->http.listen, port);
+    else
+        snprintf(buf, len, "http://%s:%u", cfg->http.listen, port);
 }
 
 static int run(const ctl_config *cfg)
@@ -68,6 +93,8 @@ static int run(const ctl_config *cfg)
     ctl_dir *dir = NULL;
     ctl_rng *rng = NULL;
     ctl_api *api = NULL;
+    ctl_mailer *mailer = NULL;
+    char base[300];
     ctl_http *http = NULL;
     int status = 1;
     char path[CTL_STORE_PATH_MAX], err[C2D_ERRMSG_MAX];
@@ -102,27 +129,42 @@ static int run(const ctl_config *cfg)
                  " unexpected names, left for fsck",
                  cfg->data_dir, rec.store_orphans, rec.skipped_names);
 
+    /* The directory (people API, device telemetry) opens its databases
+     * before any other thread uses the ledger (LMDB's mdb_dbi_open rule). */
+    if ((rc = ctl_dir_open(ledger, &dir)) != 0) {
+        c2d_err("directory in %s/ledger.lmdb: %s", cfg->data_dir, strerror(-rc));
+        goto out;
+    }
     if (cfg->http.enabled) {
-        /* The directory's databases open before the committer's thread. */
-        ctl_api_params ap = {cfg->http.session_idle_s, cfg->http.session_max_s, 0};
+        ctl_api_params ap = {.session_idle_s = cfg->http.session_idle_s,
+                             .session_max_s = cfg->http.session_max_s,
+                             .link_ttl_s = cfg->http.link_ttl_s,
+                             .mail = mail_send,
+                             .mail_ud = NULL};
         ctl_http_config hc = {.address = cfg->http.listen,
                               .port = (uint16_t)cfg->http.port,
                               .body_max = (size_t)cfg->http.body_max,
                               .threads = HTTP_THREADS};
-        if ((rc = ctl_dir_open(ledger, &dir)) != 0 ||
-            (rc = ctl_rng_new("c2d-controller", &rng)) != 0 ||
+        if ((rc = ctl_mailer_new(&cfg->mail, &mailer)) != 0) {
+            c2d_err("mail outbox %s: %s", cfg->mail.outbox_dir, strerror(-rc));
+            goto out;
+        }
+        ap.mail_ud = mailer;
+        if ((rc = ctl_rng_new("c2d-controller", &rng)) != 0 ||
             (rc = ctl_api_new(dir, rng, &ap, &api)) != 0 || (rc = ctl_http_new(&hc, &http)) != 0 ||
             (rc = ctl_api_routes(api, http)) != 0 || (rc = ctl_http_start(http)) != 0) {
             c2d_err("http %s:%" PRId64 ": %s", cfg->http.listen, cfg->http.port, strerror(-rc));
             goto out;
         }
+        link_base(cfg, ctl_http_port(http), base, sizeof(base));
+        ctl_api_set_link_base(api, base);
         c2d_info("http listening on %s:%u", cfg->http.listen, (unsigned)ctl_http_port(http));
     }
     if ((rc = ctl_committer_new(store, ledger, &committer)) != 0) {
         c2d_err("commit worker: %s", strerror(-rc));
         goto out;
     }
-    if (ctl_daemon_new(&cfg->broker, ing, committer, &d, err, sizeof(err)) != 0) {
+    if (ctl_daemon_new(&cfg->broker, ing, committer, dir, &d, err, sizeof(err)) != 0) {
         c2d_err("%s", err);
         goto out;
     }
@@ -144,6 +186,7 @@ static int run(const ctl_config *cfg)
 out:
     ctl_http_free(http); /* stops serving: before what its handlers use */
     ctl_api_free(api);
+    ctl_mailer_free(mailer);
     ctl_rng_free(rng);
     ctl_daemon_free(d); /* answers the last commits: before the committer goes */
     ctl_committer_free(committer);
@@ -154,35 +197,45 @@ out:
     return status;
 }
 
-/* init: the distributor tenant and its first Administrator, once. */
-static int init(const ctl_config *cfg, const char *email)
+/* init: the distributor tenant and its first Administrator, once; the
+ * password from stdin, or (with_link) a one-time set-password link written
+ * to the outbox and printed. */
+static int init(const ctl_config *cfg, const char *email, int with_link)
 {
     char path[CTL_STORE_PATH_MAX], pw[CTL_PW_MAX_LEN + 2], hash[CTL_PW_ENCODED_MAX];
+    char token[CTL_TOKEN_SIZE] = "";
     ctl_ledger *ledger = NULL;
     ctl_dir *dir = NULL;
     ctl_rng *rng = NULL;
+    ctl_mailer *mailer = NULL;
     int status = 1, rc;
+    memset(pw, 0, sizeof(pw));
     if (!ctl_api_email_valid(email)) {
         c2d_err("init: \"%s\" is not an email address", email);
         return 1;
     }
-    if (!fgets(pw, sizeof(pw), stdin)) {
-        c2d_err("init: no password on standard input");
-        return 1;
-    }
-    size_t n = strcspn(pw, "\r\n");
-    if (pw[n] == '\0' && n == sizeof(pw) - 1) {
-        c2d_err("init: password longer than %d bytes", CTL_PW_MAX_LEN);
-        goto out;
-    }
-    pw[n] = '\0';
     if ((rc = ctl_rng_new("c2d-controller init", &rng)) != 0) {
         c2d_err("init: random source: %s", strerror(-rc));
         goto out;
     }
-    ctl_pw_err pe = ctl_pw_hash(rng, pw, n, 0, hash, sizeof(hash));
-    if (pe != CTL_PW_OK) {
-        c2d_err("init: password: %s", ctl_pw_strerror(pe));
+    if (!with_link) {
+        if (!fgets(pw, sizeof(pw), stdin)) {
+            c2d_err("init: no password on standard input (or use --link)");
+            goto out;
+        }
+        size_t n = strcspn(pw, "\r\n");
+        if (pw[n] == '\0' && n == sizeof(pw) - 1) {
+            c2d_err("init: password longer than %d bytes", CTL_PW_MAX_LEN);
+            goto out;
+        }
+        pw[n] = '\0';
+        ctl_pw_err pe = ctl_pw_hash(rng, pw, n, 0, hash, sizeof(hash));
+        if (pe != CTL_PW_OK) {
+            c2d_err("init: password: %s", ctl_pw_strerror(pe));
+            goto out;
+        }
+    } else if ((rc = ctl_mailer_new(&cfg->mail, &mailer)) != 0) {
+        c2d_err("init: mail outbox %s: %s", cfg->mail.outbox_dir, strerror(-rc));
         goto out;
     }
     if ((rc = c2d_mkdirs(cfg->data_dir, 0750)) != 0 ||
@@ -192,7 +245,8 @@ static int init(const ctl_config *cfg, const char *email)
         c2d_err("init: ledger %s/ledger.lmdb: %s", cfg->data_dir, strerror(-rc));
         goto out;
     }
-    rc = ctl_api_init_distributor(dir, email, hash);
+    rc = ctl_api_init_distributor(dir, rng, email, with_link ? NULL : hash, cfg->http.link_ttl_s,
+                                  with_link ? token : NULL);
     if (rc == -EEXIST) {
         c2d_err("init: already initialised (the distributor administrator exists)");
         goto out;
@@ -202,12 +256,33 @@ static int init(const ctl_config *cfg, const char *email)
         goto out;
     }
     c2d_info("init: created the distributor and its administrator %s", email);
+    if (with_link) {
+        char base[300], url[400], body[800], id[CTL_MAILER_ID_MAX];
+        link_base(cfg, (unsigned)(cfg->http.port ? cfg->http.port : 8080), base, sizeof(base));
+        snprintf(url, sizeof(url), "%s/set-password?token=%s", base, token);
+        snprintf(body, sizeof(body),
+                 "Hello,\n\nyou are the first administrator of this cam2drive controller.\n"
+                 "Choose your password here (the link works once, for %" PRId64 " hours):\n\n"
+                 "%s\n",
+                 cfg->http.link_ttl_s / 3600, url);
+        rc = ctl_mailer_send(mailer, email, "Your cam2drive controller", body, id, sizeof(id));
+        if (rc == 0 || rc == -EIO)
+            c2d_info("init: set-password link written to the outbox as %s%s", id,
+                     rc ? " (the sendmail command failed)" : "");
+        else
+            c2d_warn("init: could not write the link to the outbox: %s", strerror(-rc));
+        /* The operator at the console gets it too: the outbox may be
+         * unread, and init runs once. */
+        printf("%s\n", url);
+    }
     status = 0;
 out:
     memset(pw, 0, sizeof(pw));
+    memset(token, 0, sizeof(token));
     ctl_dir_free(dir);
     ctl_ledger_free(ledger);
     ctl_rng_free(rng);
+    ctl_mailer_free(mailer);
     return status;
 }
 
@@ -247,12 +322,16 @@ int main(int argc, char **argv)
         argc--;
     }
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'}, {"json", no_argument, NULL, 'j'},
-        {"email", required_argument, NULL, 'e'},  {"verbose", no_argument, NULL, 'v'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'},
+        {"json", no_argument, NULL, 'j'},
+        {"email", required_argument, NULL, 'e'},
+        {"verbose", no_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {"link", no_argument, NULL, 'l'},
+        {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *email = NULL;
-    int json = 0, verbose = 0, c;
+    int json = 0, verbose = 0, with_link = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -263,6 +342,9 @@ int main(int argc, char **argv)
             break;
         case 'e':
             email = optarg;
+            break;
+        case 'l':
+            with_link = 1;
             break;
         case 'v':
             verbose = 1;
@@ -280,7 +362,7 @@ int main(int argc, char **argv)
     int is_segments = strcmp(cmd, "segments") == 0;
     int is_init = strcmp(cmd, "init") == 0;
     if (optind != argc || !config || !(is_run || is_usage || is_segments || is_init) ||
-        ((is_run || is_init) && json) || (is_init != (email != NULL))) {
+        ((is_run || is_init) && json) || (is_init != (email != NULL)) || (with_link && !is_init)) {
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -299,7 +381,7 @@ int main(int argc, char **argv)
         status = run(&cfg);
         mosquitto_lib_cleanup();
     } else if (is_init) {
-        status = init(&cfg, email);
+        status = init(&cfg, email, with_link);
     } else {
         status = report(&cfg, is_segments, json);
     }

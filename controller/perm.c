@@ -113,6 +113,14 @@ static const perm_def perms[CTL_PERM_COUNT] = {
                                     true, READ_ALL | DM},
     [CTL_PERM_MAP_TRIP_HISTORY] = {"map.trip_history", "See trip history on the map", true,
                                    READ_ALL | DM},
+    /* The distributor's space only: the endpoints refuse other spaces. */
+    [CTL_PERM_INSTALLER_CREATE] = {"installer.create",
+                                   "Create an installer account (distributor only)", false, ADM},
+    [CTL_PERM_INSTALLER_MODIFY] = {"installer.modify",
+                                   "Rename an installer, send a new set-password link", false, ADM},
+    [CTL_PERM_INSTALLER_DELETE] = {"installer.delete", "Delete an installer with an empty space",
+                                   false, ADM},
+    [CTL_PERM_INSTALLER_GET] = {"installer.get", "List and view installers", true, ADM | DS | CV},
 };
 
 typedef struct {

@@ -399,6 +399,90 @@ static void test_lists_children_unique(uint64_t a, uint64_t b, uint64_t client)
     ctl_dir_abort(t);
 }
 
+typedef struct {
+    int n;
+    char values[8][8];
+    uint64_t ids[8];
+} ukey_acc;
+
+static int ukey_cb(void *ud, const char *value, int kind, uint64_t id)
+{
+    ukey_acc *a = ud;
+    if (a->n < 8 && kind == CTL_KIND_BOOKMARK) {
+        snprintf(a->values[a->n], sizeof(a->values[0]), "%s", value);
+        a->ids[a->n++] = id;
+    }
+    return strcmp(value, "stop") == 0 ? 42 : 0;
+}
+
+/* Ranges of unique keys (an ordered index), in a transaction that is
+ * abandoned: ids and keys leave no trace for the tests after. */
+static void test_ukey_range(uint64_t a)
+{
+    ctl_dir_txn *t = begin(1);
+    /* Namespace "rng", and neighbours that must stay outside its walks:
+     * "rn" sorts before it, "rngx" after it. */
+    static const char *const vals[] = {"b1", "a2", "c", "a1", "b3"};
+    uint64_t ids[5];
+    for (int i = 0; i < 5; i++) {
+        ctl_dir_obj o = {.kind = CTL_KIND_BOOKMARK, .tenant = a, .json = "{}"};
+        ctl_dir_ukey k = {"rng", vals[i]};
+        CHECK(ctl_dir_put(t, NULL, &o, &k, 1) == 0);
+        ids[i] = o.id;
+    }
+    ctl_dir_obj n1 = {.kind = CTL_KIND_BOOKMARK, .tenant = a, .json = "{}"};
+    ctl_dir_obj n2 = {.kind = CTL_KIND_BOOKMARK, .tenant = a, .json = "{}"};
+    ctl_dir_ukey kn1 = {"rn", "zz"}, kn2 = {"rngx", "a0"};
+    CHECK(ctl_dir_put(t, NULL, &n1, &kn1, 1) == 0);
+    CHECK(ctl_dir_put(t, NULL, &n2, &kn2, 1) == 0);
+
+    ukey_acc acc = {0};
+    size_t n = 0;
+    CHECK(ctl_dir_ukey_range(t, "rng", "", NULL, 0, 10, ukey_cb, &acc, &n) == 0 && n == 5);
+    CHECK(acc.n == 5 && strcmp(acc.values[0], "a1") == 0 && strcmp(acc.values[4], "c") == 0);
+    CHECK(acc.ids[0] == ids[3] && acc.ids[4] == ids[2]);
+    memset(&acc, 0, sizeof(acc));
+    CHECK(ctl_dir_ukey_range(t, "rng", "", NULL, 1, 10, ukey_cb, &acc, &n) == 0 && n == 5);
+    CHECK(strcmp(acc.values[0], "c") == 0 && strcmp(acc.values[4], "a1") == 0);
+    /* [a2, b3): a2, b1; backwards b1, a2; limits. */
+    memset(&acc, 0, sizeof(acc));
+    CHECK(ctl_dir_ukey_range(t, "rng", "a2", "b3", 0, 10, ukey_cb, &acc, &n) == 0 && n == 2);
+    CHECK(strcmp(acc.values[0], "a2") == 0 && strcmp(acc.values[1], "b1") == 0);
+    memset(&acc, 0, sizeof(acc));
+    CHECK(ctl_dir_ukey_range(t, "rng", "a2", "b3", 1, 10, ukey_cb, &acc, &n) == 0 && n == 2);
+    CHECK(strcmp(acc.values[0], "b1") == 0 && strcmp(acc.values[1], "a2") == 0);
+    memset(&acc, 0, sizeof(acc));
+    CHECK(ctl_dir_ukey_range(t, "rng", "b", "c", 1, 1, ukey_cb, &acc, &n) == 0 && n == 1);
+    CHECK(strcmp(acc.values[0], "b3") == 0);
+    /* Prefix ranges: "a" .. "b" holds a1, a2 ("b" itself would be excluded). */
+    memset(&acc, 0, sizeof(acc));
+    CHECK(ctl_dir_ukey_range(t, "rng", "a", "b", 0, 10, ukey_cb, &acc, &n) == 0 && n == 2);
+    memset(&acc, 0, sizeof(acc));
+    CHECK(ctl_dir_ukey_range(t, "rng", "d", NULL, 0, 10, ukey_cb, &acc, &n) == 0 && n == 0);
+    CHECK(ctl_dir_ukey_range(t, "rng", "", "a", 1, 10, ukey_cb, &acc, &n) == 0 && n == 0);
+    CHECK(ctl_dir_ukey_range(t, "rng", "b", "a", 0, 10, ukey_cb, &acc, &n) == 0 && n == 0);
+    CHECK(ctl_dir_ukey_range(t, "rng", "b", "a", 1, 10, ukey_cb, &acc, &n) == 0 && n == 0);
+    CHECK(ctl_dir_ukey_range(t, "none", "", NULL, 1, 10, ukey_cb, &acc, &n) == 0 && n == 0);
+    /* Neighbouring namespaces alone. */
+    memset(&acc, 0, sizeof(acc));
+    CHECK(ctl_dir_ukey_range(t, "rn", "", NULL, 1, 10, ukey_cb, &acc, &n) == 0 && n == 1);
+    CHECK(acc.ids[0] == n1.id);
+    CHECK(ctl_dir_ukey_range(t, "rngx", "", NULL, 0, 10, ukey_cb, &acc, &n) == 0 && n == 1);
+    /* A callback's nonzero return stops the walk. */
+    ctl_dir_obj st = {.kind = CTL_KIND_BOOKMARK, .tenant = a, .json = "{}"};
+    ctl_dir_ukey ks = {"rng", "stop"};
+    CHECK(ctl_dir_put(t, NULL, &st, &ks, 1) == 0);
+    CHECK(ctl_dir_ukey_range(t, "rng", "", NULL, 1, 10, ukey_cb, &acc, &n) == 42 && n == 0);
+    /* Bad arguments. */
+    CHECK(ctl_dir_ukey_range(t, "", "", NULL, 0, 10, ukey_cb, &acc, &n) == -EINVAL);
+    CHECK(ctl_dir_ukey_range(t, "rng", NULL, NULL, 0, 10, ukey_cb, &acc, &n) == -EINVAL);
+    CHECK(ctl_dir_ukey_range(t, "rng", "", NULL, 0, 0, ukey_cb, &acc, &n) == -EINVAL);
+    CHECK(ctl_dir_ukey_range(t, "rng", "", NULL, 0, CTL_DIR_LIST_MAX + 1, ukey_cb, &acc, &n) ==
+          -EINVAL);
+    CHECK(ctl_dir_ukey_range(t, "rng", "", NULL, 0, 10, NULL, &acc, &n) == -EINVAL);
+    ctl_dir_abort(t);
+}
+
 static uint64_t max_id_seen;
 
 static void test_abort(uint64_t a)
@@ -537,6 +621,7 @@ int main(void)
     uint64_t a = 0, b = 0, client = 0;
     test_crud_audit(&a, &b, &client);
     test_lists_children_unique(a, b, client);
+    test_ukey_range(a);
     test_abort(a);
     test_shared_env();
     test_reopen(a, client);

@@ -151,6 +151,10 @@ static void test_roles(void)
     ctl_perm_set_remove(&sub, CTL_PERM_DRIVER_MODIFY);
     ctl_perm_set_remove(&sub, CTL_PERM_DRIVER_REMOVE);
     ctl_perm_set_remove(&sub, CTL_PERM_DRIVER_ASSIGN);
+    /* Installer accounts are accounts: managed like users. */
+    ctl_perm_set_remove(&sub, CTL_PERM_INSTALLER_CREATE);
+    ctl_perm_set_remove(&sub, CTL_PERM_INSTALLER_MODIFY);
+    ctl_perm_set_remove(&sub, CTL_PERM_INSTALLER_DELETE);
     CHECK(ctl_perm_set_equal(&sup.perms, &sub));
     CHECK(ctl_perm_set_has(&sup.perms, CTL_PERM_USER_GET));
 

@@ -1,0 +1,424 @@
+/* An installer's customers and their equipment: clients, sites, recorders
+ * (and dashcams, recorders of kind "dashcam") and channels. */
+#include "controller/api_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+/* Channels of one recorder: the largest NVRs have 64. */
+#define CHANNELS_MAX 64
+/* Channels of a dashcam: road, cabin and a few more. */
+#define DASHCAM_CHANNELS_MAX 8
+/* Serial numbers and models: what a label holds. */
+#define SERIAL_MAX 64
+/* Device ids are the certificates' CNs (proto/c2d_proto.h). */
+#define DEVICE_ID_MAX 64
+/* Objects one walk reads at a time. */
+#define WALK 100
+
+/* The AI algorithms a channel may run (issue 4 checks them against the
+ * client's AI subscription). */
+static const char *const ai_algorithms[] = {
+    "person",    "vehicle",    "face", "license_plate", "intrusion", "line_crossing",
+    "loitering", "fire_smoke", NULL,
+};
+
+/* --- Clients --- */
+
+static const ctl_field client_fields[] = {
+    {"name", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
+    {"email", CTL_F_STRING, true, 1, API_EMAIL_MAX, NULL, false},
+    {"phone", CTL_F_STRING, false, 1, 32, NULL, true},
+    {"address", CTL_F_STRING, false, 1, 256, NULL, true},
+    {"notes", CTL_F_TEXT, false, 0, API_TEXT_MAX, NULL, true},
+};
+
+static const ctl_field client_modify_fields[] = {
+    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
+    {"email", CTL_F_STRING, false, 1, API_EMAIL_MAX, NULL, false},
+    {"phone", CTL_F_STRING, false, 1, 32, NULL, true},
+    {"address", CTL_F_STRING, false, 1, 256, NULL, true},
+    {"notes", CTL_F_TEXT, false, 0, API_TEXT_MAX, NULL, true},
+};
+
+/* The guide: a client's email is its account with the marketplace; it is
+ * set once. */
+static const char *const client_fixed[] = {"email", NULL};
+
+static int client_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_dir_obj *o,
+                          api_keys *keys)
+{
+    (void)o, (void)keys;
+    if (before)
+        return 0;
+    char email[API_EMAIL_MAX + 1];
+    snprintf(email, sizeof(email), "%s", api_jstr(after, "email"));
+    api_lower(email);
+    if (!ctl_api_email_valid(email))
+        return api_fail(x, 422, "invalid_field", "field \"email\" is not an email address");
+    return cJSON_ReplaceItemInObjectCaseSensitive(after, "email", cJSON_CreateString(email))
+               ? 0
+               : -ENOMEM;
+}
+
+static const char *const client_filters[] = {"email", "name", NULL};
+
+static const api_kind client_kind = {
+    .kind = CTL_KIND_CLIENT,
+    .noun = "client",
+    .plural = "clients",
+    .perm_get = CTL_PERM_CUSTOMER_GET,
+    .perm_add = CTL_PERM_CUSTOMER_CREATE,
+    .perm_modify = CTL_PERM_CUSTOMER_MODIFY,
+    .perm_delete = CTL_PERM_CUSTOMER_DELETE,
+    .create = client_fields,
+    .ncreate = sizeof(client_fields) / sizeof(client_fields[0]),
+    .modify = client_modify_fields,
+    .nmodify = sizeof(client_modify_fields) / sizeof(client_modify_fields[0]),
+    .fixed = client_fixed,
+    .child_kind = CTL_KIND_SITE,
+    .child_plural = "sites",
+    .filters = client_filters,
+    .prepare = client_prepare,
+};
+
+/* --- Sites --- */
+
+static const ctl_field site_fields[] = {
+    {"name", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
+    {"client_id", CTL_F_ID, true, 0, 0, NULL, false},
+    {"address", CTL_F_STRING, false, 1, 256, NULL, true},
+    {"time_zone", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, true},
+};
+
+static const ctl_field site_modify_fields[] = {
+    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
+    {"client_id", CTL_F_ID, false, 0, 0, NULL, false},
+    {"address", CTL_F_STRING, false, 1, 256, NULL, true},
+    {"time_zone", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, true},
+};
+
+static const char *const site_filters[] = {"name", NULL};
+
+static const api_kind site_kind = {
+    .kind = CTL_KIND_SITE,
+    .noun = "site",
+    .plural = "sites",
+    .perm_get = CTL_PERM_SITE_GET,
+    .perm_add = CTL_PERM_SITE_CREATE,
+    .perm_modify = CTL_PERM_SITE_MODIFY,
+    .perm_delete = CTL_PERM_SITE_DELETE,
+    .create = site_fields,
+    .ncreate = sizeof(site_fields) / sizeof(site_fields[0]),
+    .modify = site_modify_fields,
+    .nmodify = sizeof(site_modify_fields) / sizeof(site_modify_fields[0]),
+    .parent_kind = CTL_KIND_CLIENT,
+    .parent_field = "client_id",
+    .child_kind = CTL_KIND_RECORDER,
+    .child_plural = "recorders",
+    .filters = site_filters,
+};
+
+/* --- Recorders and dashcams --- */
+
+static bool is_dashcam(const cJSON *j)
+{
+    const char *k = api_jstr(j, "kind");
+    return k && strcmp(k, "dashcam") == 0;
+}
+
+static bool is_recorder(const cJSON *j)
+{
+    return !is_dashcam(j);
+}
+
+static const ctl_field recorder_fields[] = {
+    {"name", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
+    {"serial", CTL_F_STRING, true, 1, SERIAL_MAX, NULL, false},
+    {"model", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
+    {"site_id", CTL_F_ID, true, 0, 0, NULL, false},
+    {"channels", CTL_F_INT, false, 1, CHANNELS_MAX, NULL, false},
+    {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
+};
+
+static const ctl_field recorder_modify_fields[] = {
+    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
+    {"serial", CTL_F_STRING, false, 1, SERIAL_MAX, NULL, false},
+    {"model", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
+    {"site_id", CTL_F_ID, false, 0, 0, NULL, false},
+    {"channels", CTL_F_INT, false, 1, CHANNELS_MAX, NULL, false},
+    {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
+};
+
+static const ctl_field dashcam_fields[] = {
+    {"name", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
+    {"serial", CTL_F_STRING, true, 1, SERIAL_MAX, NULL, false},
+    {"model", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
+    {"plate", CTL_F_STRING, false, 1, 16, NULL, true},
+    {"channels", CTL_F_INT, false, 1, DASHCAM_CHANNELS_MAX, NULL, false},
+    {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
+};
+
+static const ctl_field dashcam_modify_fields[] = {
+    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
+    {"serial", CTL_F_STRING, false, 1, SERIAL_MAX, NULL, false},
+    {"model", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
+    {"plate", CTL_F_STRING, false, 1, 16, NULL, true},
+    {"channels", CTL_F_INT, false, 1, DASHCAM_CHANNELS_MAX, NULL, false},
+    {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
+};
+
+/* A recorder's serial and channel count are its hardware: fixed. */
+static const char *const recorder_fixed[] = {"serial", "channels", NULL};
+
+/* A device id is a certificate CN and an MQTT topic level. */
+static bool device_id_ok(const char *s)
+{
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_' || *s == '.'))
+            return false;
+    return true;
+}
+
+/* Serial and device id are unique across all spaces: one physical box. */
+static int recorder_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_dir_obj *o,
+                            api_keys *keys)
+{
+    const char *serial = api_jstr(after, "serial"), *dev = api_jstr(after, "device_id");
+    int kind, rc;
+    uint64_t id;
+    if (dev && !device_id_ok(dev))
+        return api_fail(x, 422, "invalid_field",
+                        "field \"device_id\" may hold only letters, digits, '-', '_' and '.'");
+    if ((rc = ctl_dir_lookup(x->t, "serial", serial, &kind, &id)) == 0 && id != o->id)
+        return api_fail(x, 409, "serial_taken", "a recorder with this serial number exists");
+    if (dev && (rc = ctl_dir_lookup(x->t, "device", dev, &kind, &id)) == 0 && id != o->id)
+        return api_fail(x, 409, "device_taken", "another recorder has this device id");
+    if (!before) {
+        const char *type =
+            x->route->kind->perm_add == CTL_PERM_DASHCAM_ADD ? "dashcam" : "recorder";
+        if (!cJSON_AddStringToObject(after, "kind", type))
+            return -ENOMEM;
+        if (!cJSON_GetObjectItemCaseSensitive(after, "channels") &&
+            !cJSON_AddNumberToObject(after, "channels", 1))
+            return -ENOMEM;
+    }
+    /* A recorder belongs to its site's client: kept for lists. */
+    const cJSON *site = cJSON_GetObjectItemCaseSensitive(after, "site_id");
+    if (cJSON_IsNumber(site)) {
+        ctl_dir_obj s = {0};
+        if ((rc = ctl_dir_get_in_tenant(x->t, x->c.tenant, CTL_KIND_SITE,
+                                        (uint64_t)site->valuedouble, &s)) != 0)
+            return rc;
+        cJSON *sj = cJSON_Parse(s.json);
+        double client = (double)api_jint(sj, "client_id");
+        cJSON_Delete(sj);
+        ctl_dir_obj_clear(&s);
+        cJSON_DeleteItemFromObjectCaseSensitive(after, "client_id");
+        if (!cJSON_AddNumberToObject(after, "client_id", client))
+            return -ENOMEM;
+    }
+    if ((rc = api_keys_add(keys, "serial", "%s", serial)) != 0 ||
+        (dev && (rc = api_keys_add(keys, "device", "%s", dev)) != 0))
+        return rc;
+    return 0;
+}
+
+/* A new recorder's channels: "Channel N", backed up, no AI. */
+static int recorder_created(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
+{
+    int64_t n = api_jint(j, "channels");
+    for (int64_t i = 1; i <= n; i++) {
+        char name[32];
+        snprintf(name, sizeof(name), "Channel %" PRId64, i);
+        cJSON *c = cJSON_CreateObject();
+        if (!c || !cJSON_AddNumberToObject(c, "recorder_id", (double)o->id) ||
+            !cJSON_AddNumberToObject(c, "number", (double)i) ||
+            !cJSON_AddStringToObject(c, "name", name) ||
+            !cJSON_AddBoolToObject(c, "cloud_backup", true) ||
+            !cJSON_AddArrayToObject(c, "ai_algorithms")) {
+            cJSON_Delete(c);
+            return -ENOMEM;
+        }
+        ctl_dir_obj co = {.kind = CTL_KIND_CHANNEL, .tenant = o->tenant, .parent = o->id};
+        int rc = api_put_json(x->t, x->c.actor, &co, c, NULL, 0);
+        cJSON_Delete(c);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
+typedef struct {
+    uint64_t ids[WALK];
+    size_t n;
+} id_page;
+
+static int collect(void *ud, const ctl_dir_obj *o)
+{
+    id_page *p = ud;
+    p->ids[p->n++] = o->id;
+    return 0;
+}
+
+/* Deletes every child of one kind of parent, with audit. */
+static int drop_children(api_ctx *x, uint64_t parent, int kind)
+{
+    for (;;) {
+        id_page p = {.n = 0};
+        int rc = ctl_dir_list_children(x->t, parent, kind, 0, WALK, collect, &p, NULL);
+        if (rc != 0 || p.n == 0)
+            return rc;
+        for (size_t i = 0; i < p.n; i++)
+            if ((rc = ctl_dir_del(x->t, x->c.actor, kind, p.ids[i])) != 0)
+                return rc;
+    }
+}
+
+/* A recorder goes with its channels and their bookmarks; its events and
+ * positions go with it. */
+static int recorder_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
+{
+    (void)j;
+    for (;;) {
+        id_page p = {.n = 0};
+        int rc = ctl_dir_list_children(x->t, o->id, CTL_KIND_CHANNEL, 0, WALK, collect, &p, NULL);
+        if (rc != 0)
+            return rc;
+        if (p.n == 0)
+            break;
+        for (size_t i = 0; i < p.n; i++)
+            if ((rc = drop_children(x, p.ids[i], CTL_KIND_BOOKMARK)) != 0 ||
+                (rc = ctl_dir_del(x->t, x->c.actor, CTL_KIND_CHANNEL, p.ids[i])) != 0)
+                return rc;
+    }
+    int rc = drop_children(x, o->id, CTL_KIND_EVENT);
+    if (rc == 0) {
+        /* Positions are bookkeeping: not audited one by one. */
+        for (;;) {
+            id_page p = {.n = 0};
+            if ((rc = ctl_dir_list_children(x->t, o->id, CTL_KIND_LOCATION, 0, WALK, collect, &p,
+                                            NULL)) != 0 ||
+                p.n == 0)
+                break;
+            for (size_t i = 0; rc == 0 && i < p.n; i++)
+                rc = ctl_dir_del(x->t, NULL, CTL_KIND_LOCATION, p.ids[i]);
+            if (rc != 0)
+                break;
+        }
+    }
+    return rc;
+}
+
+static const char *const recorder_filters[] = {"client_id", "model", "name", "serial", NULL};
+
+const api_kind api_recorder_kind = {
+    .kind = CTL_KIND_RECORDER,
+    .noun = "recorder",
+    .plural = "recorders",
+    .perm_get = CTL_PERM_DEVICE_GET,
+    .perm_add = CTL_PERM_DEVICE_ADD,
+    .perm_modify = CTL_PERM_DEVICE_MODIFY,
+    .perm_delete = CTL_PERM_DEVICE_DELETE,
+    .create = recorder_fields,
+    .ncreate = sizeof(recorder_fields) / sizeof(recorder_fields[0]),
+    .modify = recorder_modify_fields,
+    .nmodify = sizeof(recorder_modify_fields) / sizeof(recorder_modify_fields[0]),
+    .parent_kind = CTL_KIND_SITE,
+    .parent_field = "site_id",
+    .fixed = recorder_fixed,
+    .filters = recorder_filters,
+    .visible = is_recorder,
+    .prepare = recorder_prepare,
+    .created = recorder_created,
+    .deleting = recorder_deleting,
+};
+
+static const char *const dashcam_filters[] = {"model", "name", "serial", "plate", NULL};
+
+const api_kind api_dashcam_kind = {
+    .kind = CTL_KIND_RECORDER,
+    .noun = "dashcam",
+    .plural = "dashcams",
+    .perm_get = CTL_PERM_DASHCAM_GET,
+    .perm_add = CTL_PERM_DASHCAM_ADD,
+    .perm_modify = CTL_PERM_DASHCAM_MODIFY,
+    .perm_delete = CTL_PERM_DASHCAM_DELETE,
+    .create = dashcam_fields,
+    .ncreate = sizeof(dashcam_fields) / sizeof(dashcam_fields[0]),
+    .modify = dashcam_modify_fields,
+    .nmodify = sizeof(dashcam_modify_fields) / sizeof(dashcam_modify_fields[0]),
+    .fixed = recorder_fixed,
+    .filters = dashcam_filters,
+    .visible = is_dashcam,
+    .prepare = recorder_prepare,
+    .created = recorder_created,
+    .deleting = recorder_deleting,
+};
+
+/* --- Channels --- */
+
+static const ctl_field channel_modify_fields[] = {
+    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
+    {"cloud_backup", CTL_F_BOOL, false, 0, 0, NULL, false},
+    {"ai_algorithms", CTL_F_STRINGS, false, 0, 8, NULL, false},
+};
+
+static int channel_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_dir_obj *o,
+                           api_keys *keys)
+{
+    (void)before, (void)o, (void)keys;
+    const cJSON *ai = cJSON_GetObjectItemCaseSensitive(after, "ai_algorithms");
+    int i = 0;
+    for (const cJSON *e = ai ? ai->child : NULL; e; e = e->next, i++) {
+        const char *const *a = ai_algorithms;
+        while (*a && strcmp(*a, e->valuestring) != 0)
+            a++;
+        if (!*a)
+            return api_fail(x, 422, "invalid_field",
+                            "field \"ai_algorithms[%d]\" is not a known algorithm (person, "
+                            "vehicle, face, license_plate, intrusion, line_crossing, loitering, "
+                            "fire_smoke)",
+                            i);
+        for (const cJSON *p = ai->child; p != e; p = p->next)
+            if (strcmp(p->valuestring, e->valuestring) == 0)
+                return api_fail(x, 422, "invalid_field",
+                                "field \"ai_algorithms[%d]\" repeats an algorithm", i);
+    }
+    return 0;
+}
+
+static const char *const channel_filters[] = {"cloud_backup", NULL};
+
+static const api_kind channel_kind = {
+    .kind = CTL_KIND_CHANNEL,
+    .noun = "channel",
+    .plural = "channels",
+    .perm_get = CTL_PERM_CHANNEL_GET,
+    .perm_modify = CTL_PERM_CHANNEL_MODIFY,
+    .modify = channel_modify_fields,
+    .nmodify = sizeof(channel_modify_fields) / sizeof(channel_modify_fields[0]),
+    .parent_kind = CTL_KIND_RECORDER,
+    .parent_field = "recorder_id",
+    .filters = channel_filters,
+    .prepare = channel_prepare,
+};
+
+const api_route api_objects_routes[] = {
+    API_KIND_ROUTES("/api/v1/clients", &client_kind, CTL_PERM_CUSTOMER_GET,
+                    CTL_PERM_CUSTOMER_CREATE, CTL_PERM_CUSTOMER_MODIFY, CTL_PERM_CUSTOMER_DELETE),
+    API_KIND_ROUTES("/api/v1/sites", &site_kind, CTL_PERM_SITE_GET, CTL_PERM_SITE_CREATE,
+                    CTL_PERM_SITE_MODIFY, CTL_PERM_SITE_DELETE),
+    API_KIND_ROUTES("/api/v1/recorders", &api_recorder_kind, CTL_PERM_DEVICE_GET,
+                    CTL_PERM_DEVICE_ADD, CTL_PERM_DEVICE_MODIFY, CTL_PERM_DEVICE_DELETE),
+    API_KIND_ROUTES("/api/v1/dashcams", &api_dashcam_kind, CTL_PERM_DASHCAM_GET,
+                    CTL_PERM_DASHCAM_ADD, CTL_PERM_DASHCAM_MODIFY, CTL_PERM_DASHCAM_DELETE),
+    {"GET", "/api/v1/channels", CTL_PERM_CHANNEL_GET, NULL, 0, api_obj_list, &channel_kind},
+    {"GET", "/api/v1/channels/{id}", CTL_PERM_CHANNEL_GET, NULL, 0, api_obj_get, &channel_kind},
+    {"PUT", "/api/v1/channels/{id}", CTL_PERM_CHANNEL_MODIFY, NULL, 0, api_obj_modify,
+     &channel_kind},
+};
+const size_t api_objects_nroutes = sizeof(api_objects_routes) / sizeof(api_objects_routes[0]);

@@ -107,6 +107,85 @@ int api_answer(api_ctx *x, unsigned status, cJSON *body)
     return ctl_http_resp_json(x->resp, status, body);
 }
 
+/* "2026-11-30T08:00:00Z" is 20 bytes; room for a fraction of 6 digits. */
+#define TIME_MIN_LEN 20
+#define TIME_MAX_LEN API_TIME_MAX
+
+/* Days from 1970-01-01 to y-m-d (proleptic Gregorian; H. Hinnant). */
+static int64_t days_from_civil(int64_t y, unsigned m, unsigned d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    unsigned yoe = (unsigned)(y - era * 400);
+    unsigned doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    unsigned doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + (int64_t)doe - 719468;
+}
+
+static int digits(const char *s, int n, unsigned *out)
+{
+    unsigned v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -EINVAL;
+        v = v * 10 + (unsigned)(s[i] - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parses an RFC 3339 UTC time, "YYYY-MM-DDTHH:MM:SS[.f{1,6}]Z" from 1970
+ * on, to µs since the epoch: 0 or -EINVAL. Offsets other than Z are
+ * refused: the API speaks UTC only. */
+int api_parse_time(const char *s, int64_t *us)
+{
+    static const unsigned mdays[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    size_t n = s ? strlen(s) : 0;
+    unsigned y, mo, d, h, mi, sec, frac = 0;
+    if (n < TIME_MIN_LEN || n > TIME_MAX_LEN || s[4] != '-' || s[7] != '-' || s[10] != 'T' ||
+        s[13] != ':' || s[16] != ':' || s[n - 1] != 'Z' || digits(s, 4, &y) ||
+        digits(s + 5, 2, &mo) || digits(s + 8, 2, &d) || digits(s + 11, 2, &h) ||
+        digits(s + 14, 2, &mi) || digits(s + 17, 2, &sec))
+        return -EINVAL;
+    if (n > TIME_MIN_LEN) { /* ".f" up to 6 digits */
+        int nf = (int)(n - TIME_MIN_LEN) - 1;
+        if (s[19] != '.' || nf < 1 || digits(s + 20, nf, &frac))
+            return -EINVAL;
+        for (int i = nf; i < 6; i++)
+            frac *= 10;
+    }
+    bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+    if (y < 1970 || mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] + (mo == 2 && leap ? 1u : 0u) ||
+        h > 23 || mi > 59 || sec > 59)
+        return -EINVAL;
+    int64_t days = days_from_civil(y, mo, d);
+    *us = ((days * 86400 + h * 3600 + mi * 60 + sec) * 1000000) + frac;
+    return 0;
+}
+
+/* A time query argument: 0 with *us set (0 if absent), or 1 with a 422
+ * answered naming it. */
+static int query_time(api_ctx *x, const char *name, int64_t *us)
+{
+    const char *s = ctl_http_req_query(x->req, name);
+    *us = 0;
+    if (s && api_parse_time(s, us) != 0)
+        return api_fail(x, 422, "invalid_field",
+                        "query \"%s\" must be an RFC 3339 UTC time (2026-11-30T08:00:00Z)", name);
+    return 0;
+}
+
+/* ?from= and ?to=: 0 with the range set (to 0: open), or 1 answered. */
+int api_query_range(api_ctx *x, int64_t *from, int64_t *to)
+{
+    int rc = query_time(x, "from", from);
+    if (rc == 0)
+        rc = query_time(x, "to", to);
+    if (rc == 0 && ctl_http_req_query(x->req, "to") && *to <= *from)
+        return api_fail(x, 422, "invalid_field", "query \"to\" must be after \"from\"");
+    return rc;
+}
+
 int api_page_args(api_ctx *x, uint64_t *after, size_t *limit)
 {
     const char *s = ctl_http_req_query(x->req, "after");
@@ -300,6 +379,67 @@ int api_end_sessions(ctl_dir_txn *t, uint64_t user, uint64_t keep)
     }
 }
 
+int api_drop_children(ctl_dir_txn *t, const char *actor, uint64_t parent, int kind)
+{
+    for (;;) {
+        id_page p = {.n = 0};
+        int rc = ctl_dir_list_children(t, parent, kind, 0, WALK_BATCH, collect_id, &p, NULL);
+        if (rc != 0 || p.n == 0)
+            return rc;
+        for (size_t i = 0; i < p.n; i++)
+            if ((rc = ctl_dir_del(t, actor, kind, p.ids[i])) != 0)
+                return rc;
+    }
+}
+
+int api_drop_tenant_kind(ctl_dir_txn *t, const char *actor, uint64_t tenant, int kind)
+{
+    for (;;) {
+        id_page p = {.n = 0};
+        int rc = ctl_dir_list_tenant(t, tenant, kind, 0, WALK_BATCH, collect_id, &p, NULL);
+        if (rc != 0 || p.n == 0)
+            return rc;
+        for (size_t i = 0; i < p.n; i++)
+            if ((rc = ctl_dir_del(t, actor, kind, p.ids[i])) != 0)
+                return rc;
+    }
+}
+
+int api_email_field(api_ctx *x, cJSON *j, const char *field)
+{
+    const char *v = api_jstr(j, field);
+    if (!v)
+        return 0;
+    char email[API_EMAIL_MAX + 1];
+    snprintf(email, sizeof(email), "%s", v);
+    api_lower(email);
+    if (!ctl_api_email_valid(email))
+        return api_fail(x, 422, "invalid_field", "field \"%s\" is not an email address", field);
+    return cJSON_ReplaceItemInObjectCaseSensitive(j, field, cJSON_CreateString(email)) ? 0
+                                                                                       : -ENOMEM;
+}
+
+int api_fail_count(api_ctx *x, unsigned status, const char *code, const char *name, uint64_t n,
+                   const char *fmt, ...)
+{
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cJSON *out = cJSON_CreateObject(), *e = cJSON_CreateObject();
+    if (!out || !e || !cJSON_AddStringToObject(e, "code", code) ||
+        !cJSON_AddStringToObject(e, "message", msg) ||
+        !cJSON_AddNumberToObject(e, name, (double)n)) {
+        cJSON_Delete(out);
+        cJSON_Delete(e);
+        return -ENOMEM;
+    }
+    cJSON_AddItemToObject(out, "error", e);
+    int rc = ctl_http_resp_json(x->resp, status, out);
+    return rc ? rc : 1;
+}
+
 /* --- Authentication --- */
 
 static void caller_clear(api_caller *c)
@@ -481,13 +621,21 @@ static int dispatch(ctl_http_req *req, ctl_http_resp *resp, void *ud)
         return rc > 0 ? 0 : rc;
     const ctl_field *f = r->body;
     size_t nf = r->nbody;
+    bool partial = false;
     if (r->kind && !f) { /* generic: the kind's tables */
-        bool create = strcmp(r->method, "POST") == 0, modify = strcmp(r->method, "PUT") == 0;
-        f = create ? r->kind->create : modify ? r->kind->modify : NULL;
-        nf = create ? r->kind->ncreate : modify ? r->kind->nmodify : 0;
+        const api_kind *k = r->kind;
+        if (strcmp(r->method, "POST") == 0) {
+            f = k->create, nf = k->ncreate;
+        } else if (strcmp(r->method, "PUT") == 0) {
+            /* Without its own table a change takes any of the fields. */
+            partial = !k->modify;
+            f = k->modify ? k->modify : k->create;
+            nf = k->modify ? k->nmodify : k->ncreate;
+        }
     }
     ctl_check_err e;
-    if (f && ctl_check_body(x.body, f, nf, &e) != 0)
+    if (f && (partial ? ctl_check_body_partial(x.body, f, nf, &e)
+                      : ctl_check_body(x.body, f, nf, &e)) != 0)
         rc = api_fail(&x, 422, e.code, "%s", e.message);
     else if (!f && x.body && x.body->child)
         rc = api_fail(&x, 422, "unknown_field", "this endpoint takes no body");
@@ -560,6 +708,8 @@ static bool matches(api_ctx *x, const api_kind *k, const cJSON *j)
 {
     if (k->visible && !k->visible(j))
         return false;
+    if (k->match && !k->match(x, j))
+        return false;
     for (const char *const *f = k->filters; f && *f; f++) {
         const char *want = ctl_http_req_query(x->req, *f);
         if (!want)
@@ -608,6 +758,8 @@ int api_obj_list(api_ctx *x)
     uint64_t after, parent = 0;
     size_t limit;
     int rc = api_page_args(x, &after, &limit);
+    if (rc == 0 && k->check_query)
+        rc = k->check_query(x);
     if (rc != 0)
         return rc;
     /* ?<parent_field>=ID lists one parent's children (404 outside the
@@ -649,6 +801,18 @@ int api_obj_list(api_ctx *x)
         next = w.prev_taken;
     }
     return api_answer_page(x, w.items, next);
+}
+
+int api_answer_stored(api_ctx *x, int kind, uint64_t id, unsigned status)
+{
+    ctl_dir_obj o = {0};
+    int rc = ctl_dir_get(x->t, kind, id, &o);
+    if (rc != 0)
+        return rc;
+    cJSON *out = kind_of(x) && kind_of(x)->kind == kind ? public_form(x, &o, &rc) : api_obj_out(&o);
+    rc = out ? api_answer(x, status, out) : (rc ? rc : -ENOMEM);
+    ctl_dir_obj_clear(&o);
+    return rc;
 }
 
 int api_obj_get(api_ctx *x)
@@ -719,15 +883,8 @@ int api_obj_create(api_ctx *x)
         rc = api_put_json(x->t, x->c.actor, &o, j, keys.set ? keys.k : NULL, keys.n);
     if (rc == 0 && k->created)
         rc = k->created(x, &o, j);
-    if (rc == 0) {
-        ctl_dir_obj stored = {0};
-        if ((rc = ctl_dir_get(x->t, k->kind, o.id, &stored)) == 0) {
-            cJSON *out = public_form(x, &stored, &rc);
-            if (out)
-                rc = api_answer(x, 201, out);
-            ctl_dir_obj_clear(&stored);
-        }
-    }
+    if (rc == 0)
+        rc = api_answer_stored(x, k->kind, o.id, 201);
     cJSON_Delete(j);
     return rc;
 }
@@ -771,15 +928,8 @@ int api_obj_modify(api_ctx *x)
         rc = k->prepare(x, before, after, &o, &keys);
     if (rc == 0)
         rc = api_put_json(x->t, x->c.actor, &o, after, keys.set ? keys.k : NULL, keys.n);
-    if (rc == 0) {
-        ctl_dir_obj stored = {0};
-        if ((rc = ctl_dir_get(x->t, k->kind, o.id, &stored)) == 0) {
-            cJSON *out = public_form(x, &stored, &rc);
-            if (out)
-                rc = api_answer(x, 200, out);
-            ctl_dir_obj_clear(&stored);
-        }
-    }
+    if (rc == 0)
+        rc = api_answer_stored(x, k->kind, o.id, 200);
     cJSON_Delete(before);
     cJSON_Delete(after);
     ctl_dir_obj_clear(&o);
@@ -796,23 +946,10 @@ int api_obj_delete(api_ctx *x)
         return rc;
     if (k->child_kind) {
         uint64_t n = 0;
-        if ((rc = ctl_dir_count_children(x->t, o.id, k->child_kind, &n)) == 0 && n > 0) {
-            cJSON *out = cJSON_CreateObject(), *e = cJSON_CreateObject();
-            char msg[160];
-            snprintf(msg, sizeof(msg),
-                     "the %s still holds %s (%" PRIu64 "): move or delete them first", k->noun,
-                     k->child_plural, n);
-            if (!out || !e || !cJSON_AddStringToObject(e, "code", "not_empty") ||
-                !cJSON_AddStringToObject(e, "message", msg) ||
-                !cJSON_AddNumberToObject(e, k->child_plural, (double)n)) {
-                cJSON_Delete(out), cJSON_Delete(e);
-                rc = -ENOMEM;
-            } else {
-                cJSON_AddItemToObject(out, "error", e);
-                rc = ctl_http_resp_json(x->resp, 409, out);
-                rc = rc ? rc : 1;
-            }
-        }
+        if ((rc = ctl_dir_count_children(x->t, o.id, k->child_kind, &n)) == 0 && n > 0)
+            rc = api_fail_count(x, 409, "not_empty", k->child_plural, n,
+                                "the %s still holds %s (%" PRIu64 "): move or delete them first",
+                                k->noun, k->child_plural, n);
     }
     if (rc == 0 && k->deleting)
         rc = k->deleting(x, &o, j);

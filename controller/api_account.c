@@ -349,13 +349,8 @@ static int h_user_add(api_ctx *x)
     /* Without a password the user gets a set-password link. */
     if (rc == 0 && !hash[0])
         rc = api_link_issue(x, u.id, email, "Your cam2drive account");
-    if (rc == 0) {
-        ctl_dir_obj stored = {0};
-        if ((rc = ctl_dir_get(x->t, CTL_KIND_USER, u.id, &stored)) == 0) {
-            rc = api_answer(x, 201, api_obj_out(&stored));
-            ctl_dir_obj_clear(&stored);
-        }
-    }
+    if (rc == 0)
+        rc = api_answer_stored(x, CTL_KIND_USER, u.id, 201);
 done:
     cJSON_Delete(j);
     return rc;
@@ -379,7 +374,7 @@ static int user_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
         return api_fail(x, 409, "cannot_delete_self", "a user cannot delete itself");
     /* Its sessions and set-password links go with it. */
     int rc = api_end_sessions(x->t, o->id, 0);
-    return rc ? rc : api_links_drop(x, o->id);
+    return rc ? rc : api_drop_children(x->t, NULL, o->id, CTL_KIND_LINK);
 }
 
 static const char *const user_filters[] = {"role", NULL};
@@ -660,20 +655,9 @@ static int h_role_del(api_ctx *x)
     const char *name = api_jstr(j, "name");
     if ((rc = role_users_walk(x->t, x->c.tenant, name ? name : "", NULL, NULL, &users)) == 0) {
         if (users > 0) {
-            cJSON *out = cJSON_CreateObject(), *e = cJSON_CreateObject();
-            char msg[96];
-            snprintf(msg, sizeof(msg), "the role is held by %" PRIu64 " user%s", users,
-                     users == 1 ? "" : "s");
-            if (!out || !e || !cJSON_AddStringToObject(e, "code", "role_in_use") ||
-                !cJSON_AddStringToObject(e, "message", msg) ||
-                !cJSON_AddNumberToObject(e, "users", (double)users)) {
-                cJSON_Delete(out), cJSON_Delete(e);
-                rc = -ENOMEM;
-            } else {
-                cJSON_AddItemToObject(out, "error", e);
-                rc = ctl_http_resp_json(x->resp, 409, out);
-                rc = rc ? rc : 1;
-            }
+            rc = api_fail_count(x, 409, "role_in_use", "users", users,
+                                "the role is held by %" PRIu64 " user%s", users,
+                                users == 1 ? "" : "s");
         } else if ((rc = ctl_dir_del(x->t, x->c.actor, CTL_KIND_ROLE, o.id)) == 0) {
             rc = ctl_http_resp_empty(x->resp, 204);
         }

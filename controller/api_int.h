@@ -128,7 +128,7 @@ typedef struct api_kind {
     int perm_get, perm_add, perm_modify, perm_delete;
     const ctl_field *create; /* every field of the object */
     size_t ncreate;
-    const ctl_field *modify; /* what PUT may give (all optional) */
+    const ctl_field *modify; /* what PUT may give; NULL: any field of create */
     size_t nmodify;
     int parent_kind;                    /* 0: no parent */
     const char *parent_field;           /* "client_id"; required on create */
@@ -149,6 +149,10 @@ typedef struct api_kind {
     /* Before deletion (after the child check): remove dependants, or refuse
      * (answer and return 1). */
     int (*deleting)(api_ctx *x, const ctl_dir_obj *o, const cJSON *j);
+    /* Lists: checks the query's own filters once (answer 422 and return 1),
+     * then match says whether a stored object is listed; NULL: none. */
+    int (*check_query)(api_ctx *x);
+    bool (*match)(api_ctx *x, const cJSON *j);
     /* Adds computed fields to an object's public form. */
     int (*decorate)(api_ctx *x, const ctl_dir_obj *o, cJSON *out);
 } api_kind;
@@ -201,6 +205,14 @@ int api_fail(api_ctx *x, unsigned status, const char *code, const char *fmt, ...
     __attribute__((format(printf, 4, 5)));
 /* Answers body (taking it; NULL: -ENOMEM) with status: 0 or -errno. */
 int api_answer(api_ctx *x, unsigned status, cJSON *body);
+/* Longest RFC 3339 time the API takes ("2026-11-30T08:00:00.123456Z"). */
+#define API_TIME_MAX 27
+/* Parses an RFC 3339 UTC time "YYYY-MM-DDTHH:MM:SS[.ffffff]Z" (from 1970)
+ * into µs since the epoch: 0 or -EINVAL. */
+int api_parse_time(const char *s, int64_t *us);
+/* ?from= and ?to= as times: 0 with the range set (0 where absent; to must
+ * be after from), or 1 with a 422 answered. */
+int api_query_range(api_ctx *x, int64_t *from, int64_t *to);
 /* Reads ?after= and ?limit=: 0, or 1 with a 422 answered. */
 int api_page_args(api_ctx *x, uint64_t *after, size_t *limit);
 /* {"items": items, "next_after": next or null}: answered 200. Takes items. */
@@ -218,6 +230,20 @@ cJSON *api_obj_out(const ctl_dir_obj *o);
 int api_get_json(api_ctx *x, int kind, uint64_t id, ctl_dir_obj *o, cJSON **j);
 /* Resolves a role name in tenant: 0 or -ENOENT. */
 int api_role_resolve(ctl_dir_txn *t, uint64_t tenant, const char *name, api_role *out);
+/* Deletes every child of one kind of parent (actor NULL: not audited). */
+int api_drop_children(ctl_dir_txn *t, const char *actor, uint64_t parent, int kind);
+/* Deletes every object of one kind of a tenant (actor as above). */
+int api_drop_tenant_kind(ctl_dir_txn *t, const char *actor, uint64_t tenant, int kind);
+/* Lowercases and checks the email in j's field (if present): 0, 1 with a
+ * 422 answered, or -ENOMEM. */
+int api_email_field(api_ctx *x, cJSON *j, const char *field);
+/* Answers an error object that also carries a count ({"code", "message",
+ * name: n}): 1 (answered) or -errno. */
+int api_fail_count(api_ctx *x, unsigned status, const char *code, const char *name, uint64_t n,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+/* Answers the stored object (kind, id) in its public form (decorated by
+ * the route's kind when it is of that kind) with status. */
+int api_answer_stored(api_ctx *x, int kind, uint64_t id, unsigned status);
 /* Deletes every session of user except keep (0: all). */
 int api_end_sessions(ctl_dir_txn *t, uint64_t user, uint64_t keep);
 /* True if the caller's tenant is the distributor's. */

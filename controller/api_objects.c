@@ -15,8 +15,6 @@
 #define SERIAL_MAX 64
 /* Device ids are the certificates' CNs (proto/c2d_proto.h). */
 #define DEVICE_ID_MAX 64
-/* Objects one walk reads at a time. */
-#define WALK 100
 
 /* The AI algorithms a channel may run (issue 4 checks them against the
  * client's AI subscription). */
@@ -35,14 +33,6 @@ static const ctl_field client_fields[] = {
     {"notes", CTL_F_TEXT, false, 0, API_TEXT_MAX, NULL, true},
 };
 
-static const ctl_field client_modify_fields[] = {
-    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
-    {"email", CTL_F_STRING, false, 1, API_EMAIL_MAX, NULL, false},
-    {"phone", CTL_F_STRING, false, 1, 32, NULL, true},
-    {"address", CTL_F_STRING, false, 1, 256, NULL, true},
-    {"notes", CTL_F_TEXT, false, 0, API_TEXT_MAX, NULL, true},
-};
-
 /* The guide: a client's email is its account with the marketplace; it is
  * set once. */
 static const char *const client_fixed[] = {"email", NULL};
@@ -51,16 +41,7 @@ static int client_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_dir
                           api_keys *keys)
 {
     (void)o, (void)keys;
-    if (before)
-        return 0;
-    char email[API_EMAIL_MAX + 1];
-    snprintf(email, sizeof(email), "%s", api_jstr(after, "email"));
-    api_lower(email);
-    if (!ctl_api_email_valid(email))
-        return api_fail(x, 422, "invalid_field", "field \"email\" is not an email address");
-    return cJSON_ReplaceItemInObjectCaseSensitive(after, "email", cJSON_CreateString(email))
-               ? 0
-               : -ENOMEM;
+    return before ? 0 : api_email_field(x, after, "email");
 }
 
 static const char *const client_filters[] = {"email", "name", NULL};
@@ -75,8 +56,6 @@ static const api_kind client_kind = {
     .perm_delete = CTL_PERM_CUSTOMER_DELETE,
     .create = client_fields,
     .ncreate = sizeof(client_fields) / sizeof(client_fields[0]),
-    .modify = client_modify_fields,
-    .nmodify = sizeof(client_modify_fields) / sizeof(client_modify_fields[0]),
     .fixed = client_fixed,
     .child_kind = CTL_KIND_SITE,
     .child_plural = "sites",
@@ -93,13 +72,6 @@ static const ctl_field site_fields[] = {
     {"time_zone", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, true},
 };
 
-static const ctl_field site_modify_fields[] = {
-    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
-    {"client_id", CTL_F_ID, false, 0, 0, NULL, false},
-    {"address", CTL_F_STRING, false, 1, 256, NULL, true},
-    {"time_zone", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, true},
-};
-
 static const char *const site_filters[] = {"name", NULL};
 
 static const api_kind site_kind = {
@@ -112,8 +84,6 @@ static const api_kind site_kind = {
     .perm_delete = CTL_PERM_SITE_DELETE,
     .create = site_fields,
     .ncreate = sizeof(site_fields) / sizeof(site_fields[0]),
-    .modify = site_modify_fields,
-    .nmodify = sizeof(site_modify_fields) / sizeof(site_modify_fields[0]),
     .parent_kind = CTL_KIND_CLIENT,
     .parent_field = "client_id",
     .child_kind = CTL_KIND_RECORDER,
@@ -143,28 +113,10 @@ static const ctl_field recorder_fields[] = {
     {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
 };
 
-static const ctl_field recorder_modify_fields[] = {
-    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
-    {"serial", CTL_F_STRING, false, 1, SERIAL_MAX, NULL, false},
-    {"model", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
-    {"site_id", CTL_F_ID, false, 0, 0, NULL, false},
-    {"channels", CTL_F_INT, false, 1, CHANNELS_MAX, NULL, false},
-    {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
-};
-
 static const ctl_field dashcam_fields[] = {
     {"name", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
     {"serial", CTL_F_STRING, true, 1, SERIAL_MAX, NULL, false},
     {"model", CTL_F_STRING, true, 1, API_NAME_MAX, NULL, false},
-    {"plate", CTL_F_STRING, false, 1, 16, NULL, true},
-    {"channels", CTL_F_INT, false, 1, DASHCAM_CHANNELS_MAX, NULL, false},
-    {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
-};
-
-static const ctl_field dashcam_modify_fields[] = {
-    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
-    {"serial", CTL_F_STRING, false, 1, SERIAL_MAX, NULL, false},
-    {"model", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
     {"plate", CTL_F_STRING, false, 1, 16, NULL, true},
     {"channels", CTL_F_INT, false, 1, DASHCAM_CHANNELS_MAX, NULL, false},
     {"device_id", CTL_F_STRING, false, 1, DEVICE_ID_MAX, NULL, true},
@@ -252,30 +204,11 @@ static int recorder_created(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
     return 0;
 }
 
-typedef struct {
-    uint64_t ids[WALK];
-    size_t n;
-} id_page;
-
-static int collect(void *ud, const ctl_dir_obj *o)
+/* Takes the first object of a walk (its id). */
+static int first_child(void *ud, const ctl_dir_obj *o)
 {
-    id_page *p = ud;
-    p->ids[p->n++] = o->id;
-    return 0;
-}
-
-/* Deletes every child of one kind of parent, with audit. */
-static int drop_children(api_ctx *x, uint64_t parent, int kind)
-{
-    for (;;) {
-        id_page p = {.n = 0};
-        int rc = ctl_dir_list_children(x->t, parent, kind, 0, WALK, collect, &p, NULL);
-        if (rc != 0 || p.n == 0)
-            return rc;
-        for (size_t i = 0; i < p.n; i++)
-            if ((rc = ctl_dir_del(x->t, x->c.actor, kind, p.ids[i])) != 0)
-                return rc;
-    }
+    ((ctl_dir_obj *)ud)->id = o->id;
+    return 1;
 }
 
 /* A recorder goes with its channels and their bookmarks; its events and
@@ -283,33 +216,21 @@ static int drop_children(api_ctx *x, uint64_t parent, int kind)
 static int recorder_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
 {
     (void)j;
-    for (;;) {
-        id_page p = {.n = 0};
-        int rc = ctl_dir_list_children(x->t, o->id, CTL_KIND_CHANNEL, 0, WALK, collect, &p, NULL);
-        if (rc != 0)
+    ctl_dir_obj ch = {0};
+    int rc;
+    /* Channels one at a time: their bookmarks go first. */
+    while ((rc = ctl_dir_list_children(x->t, o->id, CTL_KIND_CHANNEL, 0, 1, first_child, &ch,
+                                       NULL)) == 1) {
+        uint64_t id = ch.id;
+        if ((rc = api_drop_children(x->t, x->c.actor, id, CTL_KIND_BOOKMARK)) != 0 ||
+            (rc = ctl_dir_del(x->t, x->c.actor, CTL_KIND_CHANNEL, id)) != 0)
             return rc;
-        if (p.n == 0)
-            break;
-        for (size_t i = 0; i < p.n; i++)
-            if ((rc = drop_children(x, p.ids[i], CTL_KIND_BOOKMARK)) != 0 ||
-                (rc = ctl_dir_del(x->t, x->c.actor, CTL_KIND_CHANNEL, p.ids[i])) != 0)
-                return rc;
     }
-    int rc = drop_children(x, o->id, CTL_KIND_EVENT);
-    if (rc == 0) {
-        /* Positions are bookkeeping: not audited one by one. */
-        for (;;) {
-            id_page p = {.n = 0};
-            if ((rc = ctl_dir_list_children(x->t, o->id, CTL_KIND_LOCATION, 0, WALK, collect, &p,
-                                            NULL)) != 0 ||
-                p.n == 0)
-                break;
-            for (size_t i = 0; rc == 0 && i < p.n; i++)
-                rc = ctl_dir_del(x->t, NULL, CTL_KIND_LOCATION, p.ids[i]);
-            if (rc != 0)
-                break;
-        }
-    }
+    if (rc == 0)
+        rc = api_drop_children(x->t, x->c.actor, o->id, CTL_KIND_EVENT);
+    /* Positions are bookkeeping: not audited one by one. */
+    if (rc == 0)
+        rc = api_drop_children(x->t, NULL, o->id, CTL_KIND_LOCATION);
     return rc;
 }
 
@@ -325,8 +246,6 @@ const api_kind api_recorder_kind = {
     .perm_delete = CTL_PERM_DEVICE_DELETE,
     .create = recorder_fields,
     .ncreate = sizeof(recorder_fields) / sizeof(recorder_fields[0]),
-    .modify = recorder_modify_fields,
-    .nmodify = sizeof(recorder_modify_fields) / sizeof(recorder_modify_fields[0]),
     .parent_kind = CTL_KIND_SITE,
     .parent_field = "site_id",
     .fixed = recorder_fixed,
@@ -349,8 +268,6 @@ const api_kind api_dashcam_kind = {
     .perm_delete = CTL_PERM_DASHCAM_DELETE,
     .create = dashcam_fields,
     .ncreate = sizeof(dashcam_fields) / sizeof(dashcam_fields[0]),
-    .modify = dashcam_modify_fields,
-    .nmodify = sizeof(dashcam_modify_fields) / sizeof(dashcam_modify_fields[0]),
     .fixed = recorder_fixed,
     .filters = dashcam_filters,
     .visible = is_dashcam,

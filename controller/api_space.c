@@ -10,42 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-/* Objects one walk reads at a time. */
-#define WALK 100
 
 /* --- Set-password links --- */
 
-typedef struct {
-    uint64_t ids[WALK];
-    size_t n;
-} id_page;
-
-static int collect(void *ud, const ctl_dir_obj *o)
-{
-    id_page *p = ud;
-    p->ids[p->n++] = o->id;
-    return 0;
-}
-
-/* Deletes every child of one kind of parent. */
-static int drop_children(ctl_dir_txn *t, const char *actor, uint64_t parent, int kind)
-{
-    for (;;) {
-        id_page p = {.n = 0};
-        int rc = ctl_dir_list_children(t, parent, kind, 0, WALK, collect, &p, NULL);
-        if (rc != 0 || p.n == 0)
-            return rc;
-        for (size_t i = 0; i < p.n; i++)
-            if ((rc = ctl_dir_del(t, actor, kind, p.ids[i])) != 0)
-                return rc;
-    }
-}
-
 int api_links_drop(api_ctx *x, uint64_t user)
 {
-    return drop_children(x->t, NULL, user, CTL_KIND_LINK);
+    return api_drop_children(x->t, NULL, user, CTL_KIND_LINK);
 }
 
 int api_link_issue(api_ctx *x, uint64_t user, const char *email, const char *subject)
@@ -211,7 +181,7 @@ static int h_set_password(api_ctx *x)
         rc = api_put_json(x->t, actor, &u, j, NULL, 0);
     /* The link is spent; sessions made with the old password end. */
     if (rc == 0)
-        rc = drop_children(x->t, NULL, user, CTL_KIND_LINK);
+        rc = api_drop_children(x->t, NULL, user, CTL_KIND_LINK);
     if (rc == 0)
         rc = api_end_sessions(x->t, user, 0);
     if (rc == 0)
@@ -254,11 +224,6 @@ static const ctl_field installer_create_fields[] = {
     {"email", CTL_F_STRING, true, 1, API_EMAIL_MAX, NULL, false},
 };
 
-static const ctl_field installer_modify_fields[] = {
-    {"name", CTL_F_STRING, false, 1, API_NAME_MAX, NULL, false},
-    {"email", CTL_F_STRING, false, 1, API_EMAIL_MAX, NULL, false},
-};
-
 static const char *const installer_fixed[] = {"email", NULL};
 
 static int installer_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_dir_obj *o,
@@ -267,19 +232,13 @@ static int installer_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_
     (void)o, (void)keys;
     if (before)
         return 0;
-    char email[API_EMAIL_MAX + 1];
-    snprintf(email, sizeof(email), "%s", api_jstr(after, "email"));
-    api_lower(email);
-    if (!ctl_api_email_valid(email))
-        return api_fail(x, 422, "invalid_field", "field \"email\" is not an email address");
-    int kind;
+    int rc = api_email_field(x, after, "email"), kind;
     uint64_t id;
-    if (ctl_dir_lookup(x->t, "email", email, &kind, &id) == 0)
+    if (rc != 0)
+        return rc;
+    if (ctl_dir_lookup(x->t, "email", api_jstr(after, "email"), &kind, &id) == 0)
         return api_fail(x, 409, "email_taken", "a user with this email exists");
-    if (!cJSON_ReplaceItemInObjectCaseSensitive(after, "email", cJSON_CreateString(email)) ||
-        !cJSON_AddStringToObject(after, "type", "installer"))
-        return -ENOMEM;
-    return 0;
+    return cJSON_AddStringToObject(after, "type", "installer") ? 0 : -ENOMEM;
 }
 
 /* The installer's first user: its Administrator, who sets a password
@@ -314,24 +273,6 @@ static int count_one(void *ud, const ctl_dir_obj *o)
     return 1;
 }
 
-/* Deletes every object of one kind of a tenant. */
-static int drop_tenant_kind(api_ctx *x, uint64_t tenant, int kind, const char *actor)
-{
-    for (;;) {
-        id_page p = {.n = 0};
-        int rc = ctl_dir_list_tenant(x->t, tenant, kind, 0, WALK, collect, &p, NULL);
-        if (rc != 0 || p.n == 0)
-            return rc;
-        for (size_t i = 0; i < p.n; i++) {
-            if (kind == CTL_KIND_USER && ((rc = api_end_sessions(x->t, p.ids[i], 0)) != 0 ||
-                                          (rc = api_links_drop(x, p.ids[i])) != 0))
-                return rc;
-            if ((rc = ctl_dir_del(x->t, actor, kind, p.ids[i])) != 0)
-                return rc;
-        }
-    }
-}
-
 static int installer_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
 {
     (void)j;
@@ -345,11 +286,16 @@ static int installer_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
                             "the installer's space still holds %ss: delete them first",
                             ctl_dir_kind_name(content_kinds[i]));
     }
-    int rc = drop_tenant_kind(x, o->id, CTL_KIND_USER, x->c.actor);
+    /* Sessions and links are bookkeeping of the users: they go first. */
+    int rc = api_drop_tenant_kind(x->t, NULL, o->id, CTL_KIND_SESSION);
     if (rc == 0)
-        rc = drop_tenant_kind(x, o->id, CTL_KIND_ROLE, x->c.actor);
+        rc = api_drop_tenant_kind(x->t, NULL, o->id, CTL_KIND_LINK);
     if (rc == 0)
-        rc = drop_tenant_kind(x, o->id, CTL_KIND_SETTINGS, x->c.actor);
+        rc = api_drop_tenant_kind(x->t, x->c.actor, o->id, CTL_KIND_USER);
+    if (rc == 0)
+        rc = api_drop_tenant_kind(x->t, x->c.actor, o->id, CTL_KIND_ROLE);
+    if (rc == 0)
+        rc = api_drop_tenant_kind(x->t, x->c.actor, o->id, CTL_KIND_SETTINGS);
     return rc;
 }
 
@@ -363,8 +309,6 @@ static const api_kind installer_kind = {
     .perm_delete = CTL_PERM_INSTALLER_DELETE,
     .create = installer_create_fields,
     .ncreate = sizeof(installer_create_fields) / sizeof(installer_create_fields[0]),
-    .modify = installer_modify_fields,
-    .nmodify = sizeof(installer_modify_fields) / sizeof(installer_modify_fields[0]),
     .fixed = installer_fixed,
     .visible = is_installer,
     .prepare = installer_prepare,
@@ -464,20 +408,6 @@ static int audit_cb(void *ud, const ctl_dir_audit_entry *e)
     return 0;
 }
 
-/* Parses an RFC 3339 UTC time ("2026-11-30T08:00:00Z") into µs. */
-static int parse_time(const char *s, int64_t *us)
-{
-    struct tm tm = {0};
-    const char *end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
-    if (!end || *end)
-        return -EINVAL;
-    time_t t = timegm(&tm);
-    if (t < 0)
-        return -EINVAL;
-    *us = (int64_t)t * 1000000;
-    return 0;
-}
-
 static int h_audit(api_ctx *x)
 {
     ctl_dir_audit_filter f = {.tenant = x->c.tenant};
@@ -491,10 +421,10 @@ static int h_audit(api_ctx *x)
         if (api_parse_id(s, &f.id) != 0)
             return api_fail(x, 422, "invalid_field", "query \"id\" must be an id");
     }
-    if ((s = ctl_http_req_query(x->req, "from")) && parse_time(s, &f.from_us) != 0)
+    if ((s = ctl_http_req_query(x->req, "from")) && api_parse_time(s, &f.from_us) != 0)
         return api_fail(x, 422, "invalid_field",
                         "query \"from\" must be a time like 2026-11-30T08:00:00Z");
-    if ((s = ctl_http_req_query(x->req, "to")) && parse_time(s, &f.to_us) != 0)
+    if ((s = ctl_http_req_query(x->req, "to")) && api_parse_time(s, &f.to_us) != 0)
         return api_fail(x, 422, "invalid_field",
                         "query \"to\" must be a time like 2026-11-30T08:00:00Z");
     if ((s = ctl_http_req_query(x->req, "after"))) {

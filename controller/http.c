@@ -2,6 +2,7 @@
 #include "controller/http.h"
 
 #include <arpa/inet.h>
+#include <ctype.h>
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -579,6 +580,17 @@ static bool route_matches_path(const route *r, const ctl_http_req *req)
     return true;
 }
 
+/* True if the query of a raw request target has a '%' that does not start
+ * two hex digits (MHD would pass it on as it is). */
+static bool bad_query_escape(const char *raw)
+{
+    const char *q = raw ? strchr(raw, '?') : NULL;
+    for (; q && *q; q++)
+        if (*q == '%' && !(isxdigit((unsigned char)q[1]) && isxdigit((unsigned char)q[2])))
+            return true;
+    return false;
+}
+
 /* Refuses NUL bytes in header and query names and values and non-UTF-8
  * query arguments. */
 static enum MHD_Result check_value(void *cls, enum MHD_ValueKind kind, const char *key,
@@ -634,7 +646,7 @@ static bool precheck(ctl_http *h, ctl_http_req *req, struct MHD_Connection *conn
         *res = MHD_NO;
         return true;
     }
-    bool bad = drc > 0;
+    bool bad = drc > 0 || bad_query_escape(req->raw);
     if (!bad)
         MHD_get_connection_values_n(conn, MHD_HEADER_KIND | MHD_GET_ARGUMENT_KIND, check_value,
                                     &bad);

@@ -169,7 +169,8 @@ int ctl_check_value(const cJSON *v, const ctl_field *f, const char *path_in, ctl
     return refuse(err, "invalid_field", "field \"%s\" has an unknown type", path);
 }
 
-int ctl_check_body(const cJSON *body, const ctl_field *f, size_t n, ctl_check_err *err)
+static int check_body(const cJSON *body, const ctl_field *f, size_t n, bool partial,
+                      ctl_check_err *err)
 {
     char name[QUOTE_MAX + 1];
     if (body && !cJSON_IsObject(body))
@@ -194,7 +195,7 @@ int ctl_check_body(const cJSON *body, const ctl_field *f, size_t n, ctl_check_er
     for (size_t i = 0; i < n; i++) {
         const cJSON *v = body ? cJSON_GetObjectItemCaseSensitive(body, f[i].name) : NULL;
         if (!v) {
-            if (f[i].required)
+            if (f[i].required && !partial)
                 return refuse(err, "missing_field", "field \"%s\" is required", f[i].name);
             continue;
         }
@@ -202,4 +203,14 @@ int ctl_check_body(const cJSON *body, const ctl_field *f, size_t n, ctl_check_er
             return 1;
     }
     return 0;
+}
+
+int ctl_check_body(const cJSON *body, const ctl_field *f, size_t n, ctl_check_err *err)
+{
+    return check_body(body, f, n, false, err);
+}
+
+int ctl_check_body_partial(const cJSON *body, const ctl_field *f, size_t n, ctl_check_err *err)
+{
+    return check_body(body, f, n, true, err);
 }

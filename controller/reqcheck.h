@@ -55,6 +55,10 @@ typedef struct {
  * outside printable ASCII, '"' and '\\' shown as '?', at most 64 bytes). */
 int ctl_check_body(const cJSON *body, const ctl_field *f, size_t n, ctl_check_err *err);
 
+/* As ctl_check_body, but no field is required: a change (PUT) checked
+ * against the table of the object's fields. */
+int ctl_check_body_partial(const cJSON *body, const ctl_field *f, size_t n, ctl_check_err *err);
+
 /* Checks one value against one field description (used for nested objects
  * by endpoints): 0 or 1 with *err filled; path names it in messages. */
 int ctl_check_value(const cJSON *v, const ctl_field *f, const char *path, ctl_check_err *err);

@@ -4,51 +4,15 @@ account, users and roles over real HTTP against a running controller.
 Each test starts its own controller (and so its own throttle table): all
 requests come from 127.0.0.1, whose address key the brute-force test locks.
 """
-import http.client
-import json
 import time
 
 import pytest
 
+from apiclient import Api, err
+
 ADMIN = "admin@example.com"
 ADMIN_PW = "correct horse battery"
 PW = "s3cret-password"
-
-
-class Api:
-    def __init__(self, port):
-        self.port = port
-
-    def req(self, method, path, body=None, token=None, raw=None, headers=None):
-        c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        h = dict(headers or {})
-        data = raw
-        if body is not None:
-            data = json.dumps(body).encode()
-        if data is not None:
-            h.setdefault("Content-Type", "application/json")
-        if token:
-            h["Authorization"] = "Bearer " + token
-        try:
-            c.request(method, path, body=data, headers=h)
-            r = c.getresponse()
-            txt = r.read()
-            out = json.loads(txt) if txt else None
-            return r.status, out, r
-        finally:
-            c.close()
-
-    def login(self, email, password):
-        return self.req("POST", "/api/v1/session", {"email": email, "password": password})
-
-    def token(self, email, password):
-        st, body, _ = self.login(email, password)
-        assert st == 201, (st, body)
-        return body["token"]
-
-
-def err(body):
-    return body["error"]["code"]
 
 
 @pytest.fixture

@@ -1,6 +1,7 @@
 /* Unit tests for agent/config.c: a good configuration with its defaults and
  * resolved paths, and every kind of bad one, whose error must name the
  * file and the key. */
+#include "check.h"
 #include "agent/config.h"
 
 #include <limits.h>
@@ -9,16 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static char dir[256];
 static char cfg_path[PATH_MAX];

@@ -1,19 +1,10 @@
 /* Unit tests for agent/upload_sched.c: the uploader's window, round-robin fairness,
  * token bucket and backoff, as pure functions. */
+#include "check.h"
 #include "agent/upload_sched.h"
 
 #include <stdio.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static void test_in_flight(void)
 {

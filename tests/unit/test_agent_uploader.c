@@ -2,6 +2,7 @@
  * controller behind the uploader's transport seam: the exchange (begin,
  * chunks, end, committed), the window, fairness, resume offsets, the
  * reactions to rejections, ack timeouts and reconnects. */
+#include "check.h"
 #include "agent/spool.h"
 #include "agent/uploader.h"
 #include "common/c2d_fs.h"
@@ -18,16 +19,6 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* ---- fake transport: everything published lands in a queue ------------- */
 

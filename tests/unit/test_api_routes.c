@@ -2,22 +2,13 @@
  * one permission (or is one of the session/account endpoints), no route is
  * declared twice, and every path is documented in docs/api*.md (given as
  * arguments). */
+#include "check.h"
 #include "controller/api.h"
 #include "controller/perm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 #define ROUTES_MAX 256
 

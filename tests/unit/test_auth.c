@@ -3,6 +3,7 @@
  * limits, the default count once), controller/token.c (length, charset,
  * uniqueness, hash stability) and controller/throttle.c (threshold,
  * lockout growth and cap, reset on success, window expiry, eviction). */
+#include "check.h"
 #include "controller/password.h"
 #include "controller/rng.h"
 #include "controller/throttle.h"
@@ -12,16 +13,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* Low count for speed; the default is tested once. */
 #define FAST_ITER 1000u

@@ -1,4 +1,5 @@
 /* Unit tests for common/: table-driven config, broker config, fs, sha256. */
+#include "check.h"
 #include "common/c2d_config.h"
 #include "common/c2d_fs.h"
 #include "common/c2d_hash.h"
@@ -13,16 +14,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* err must contain every one of the NULL-terminated needles. */
 static int contains_all(const char *err, ...)

@@ -2,6 +2,7 @@
  * and storing events and positions with a real LMDB in a temp dir (recorder
  * found through its ("device", id) key, idempotent redelivery, batches),
  * the live and trip queries with pagination and tenant isolation. */
+#include "check.h"
 #include "controller/devmsg.h"
 #include "controller/directory.h"
 #include "controller/ledger.h"
@@ -16,16 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* 2025-11-30T05:20:00Z */
 #define NOW INT64_C(1764480000000000)

@@ -2,6 +2,7 @@
  * create/get/update/delete with their audit entries, tenant lists with
  * pagination, children, unique keys, tenant isolation, aborts, reopening,
  * and the segment ledger working in the same environment. */
+#include "check.h"
 #include "controller/directory.h"
 #include "controller/ledger.h"
 
@@ -15,16 +16,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 #define SHA_1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

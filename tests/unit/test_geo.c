@@ -2,6 +2,7 @@
  * (each refusal names its field), the polygon limits (500 points, closing
  * point), normalization, and containment in a 100 m circle in Paris, a
  * square and a concave polygon. */
+#include "check.h"
 #include "controller/geo.h"
 
 #include <errno.h>
@@ -9,16 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* JSON texts in the table use ' for " to stay readable. */
 static cJSON *parse(const char *text)

@@ -1,6 +1,7 @@
 /* controller/http.c over real HTTP: a server on 127.0.0.1 with a free port,
  * driven by a hand-written blocking socket client (raw requests in, status
  * line, headers and body out), so everything runs under the sanitizers. */
+#include "check.h"
 #include "controller/http.h"
 
 #include <arpa/inet.h>
@@ -14,16 +15,6 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* Responses the tests read are small; 1 MiB bounds a runaway one. */
 #define RESP_MAX (1024 * 1024)

@@ -3,6 +3,7 @@
  * resume after a restart, duplicates and conflicts, every kind of bad input
  * with its rejection reason, the per-device partial limit, the descriptor
  * LRU, start-up recovery, and that nothing is written outside data_dir. */
+#include "check.h"
 #include "common/c2d_fs.h"
 #include "common/c2d_hash.h"
 #include "controller/ingest.h"
@@ -21,16 +22,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 /* Limits used by the tests: small, so "too large" is cheap to reach. */
 #define MAX_SEG (4u << 20)

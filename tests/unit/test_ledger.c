@@ -2,6 +2,7 @@
  * trip, one-transaction commits with usage, partial records, walks, a
  * read-only handle beside the writer, and the usage/segments output of
  * docs/components.md. Also controller/config.c. */
+#include "check.h"
 #include "common/c2d_fs.h"
 #include "controller/config.h"
 #include "controller/ledger.h"
@@ -16,16 +17,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 #define SHA_1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

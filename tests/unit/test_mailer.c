@@ -5,6 +5,7 @@
  * at the timeout with its children, early exit without SIGPIPE, no fd
  * leaks), concurrent senders, and the configuration keys and errors.
  * SIGPIPE keeps its default action here on purpose. */
+#include "check.h"
 #include "common/c2d_fs.h"
 #include "common/c2d_time.h"
 #include "controller/config.h"
@@ -23,16 +24,6 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static char dir[256];
 

@@ -2,21 +2,12 @@
  * seeds/dashcam-user-clearances.txt, row by row and cell by cell, against
  * the built-in roles; User - Map Viewer's exact set; Restricted cannot log
  * in; the Cam2Drive examples; name round trips; JSON parse errors. */
+#include "check.h"
 #include "controller/perm.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 #define Y 1 /* Allowed */
 #define N 0 /* Not allowed */

@@ -1,20 +1,11 @@
 /* Unit tests for proto/: topics, chunk frames and control messages. */
+#include "check.h"
 #include "proto/c2d_proto.h"
 
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 #define CHECK_ST(expr, want)                                                                       \
     do {                                                                                           \

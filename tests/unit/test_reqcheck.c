@@ -1,20 +1,11 @@
 /* Unit tests for controller/reqcheck.c: each refusal with its code and the
  * field it names; text rules (UTF-8, control bytes); arrays of strings and
  * ids; nullable fields; duplicate keys. */
+#include "check.h"
 #include "controller/reqcheck.h"
 
 #include <stdio.h>
 #include <string.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 static const char *const colours[] = {"red", "green", NULL};
 

@@ -1,6 +1,7 @@
 /* agent/segmenter.c + agent/channel.c end to end: clips made with the
  * ffmpeg CLI go through a channel into a temp spool; the segments are read
  * back with libavformat and compared packet by packet with the source. */
+#include "check.h"
 #include "agent/channel.h"
 #include "agent/segmenter.h"
 #include "agent/spool.h"
@@ -19,16 +20,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 #define CHECK_EQ(a, b)                                                                             \
     do {                                                                                           \

@@ -1,5 +1,6 @@
 /* agent/spool.c: queue order, eviction, persistence, crash recovery,
  * checkpoints, wait. */
+#include "check.h"
 #include "agent/spool.h"
 
 #include "common/c2d_fs.h"
@@ -15,16 +16,6 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-
-static int failures;
-
-#define CHECK(cond)                                                                                \
-    do {                                                                                           \
-        if (!(cond)) {                                                                             \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond);               \
-            failures++;                                                                            \
-        }                                                                                          \
-    } while (0)
 
 #define CHECK_EQ(a, b)                                                                             \
     do {                                                                                           \

@@ -9,6 +9,7 @@
 #include "common/c2d_mqtt.h"
 #include "common/c2d_time.h"
 #include "proto/c2d_proto.h"
+#include "proto/devcfg.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -47,6 +48,9 @@
 
 #define LOCK_NAME "agent.lock"
 #define STATUS_NAME "status.json"
+/* The device config last applied (merged over every cfg received), so a
+ * restart without network uploads as before. */
+#define DEVCFG_NAME "devcfg.json"
 #define OFFLINE_PAYLOAD "{\"online\":false}"
 
 struct agent {
@@ -64,8 +68,18 @@ struct agent {
 
     char seg_topic[C2D_TOPIC_MAX];
     char ack_topic[C2D_TOPIC_MAX];
+    char cfg_topic[C2D_TOPIC_MAX];
     char state_topic[C2D_TOPIC_MAX];
     char status_path[PATH_MAX];
+    char devcfg_path[PATH_MAX];
+
+    /* Device config (cfg topic), written by the network thread (and by
+     * agent_start before it runs), read by agent_run's state message. */
+    pthread_mutex_t cfg_mu;
+    int have_cfg;
+    uint64_t cfg_version;
+    int *backup;        /* per channel, 1 = upload (default) */
+    char *devcfg_saved; /* what devcfg.json holds, to skip rewriting it */
 
     atomic_int connected;
     atomic_int state_due;
@@ -206,6 +220,8 @@ typedef struct {
     agent_lane_status lane[AGENT_CHANNELS_MAX];
     agent_uploader_status up;
     agent_spool_stats spool;
+    int have_cfg;
+    uint64_t cfg_version;
 } snapshot;
 
 static void take_snapshot(agent *a, snapshot *s)
@@ -217,6 +233,10 @@ static void take_snapshot(agent *a, snapshot *s)
     if (a->up)
         agent_uploader_get_status(a->up, &s->up, s->lane, a->n_channels);
     agent_spool_get_stats(a->spool, &s->spool);
+    pthread_mutex_lock(&a->cfg_mu);
+    s->have_cfg = a->have_cfg;
+    s->cfg_version = a->cfg_version;
+    pthread_mutex_unlock(&a->cfg_mu);
 }
 
 /* What "changed" means for the state message: channel states and errors,
@@ -234,7 +254,13 @@ static uint64_t signature(const agent *a, const snapshot *s)
             MIX((unsigned char)*p);
         MIX(s->lane[i].parked);
         MIX(s->lane[i].dropped);
+        MIX(s->lane[i].dropped_backup_off);
+        MIX(s->lane[i].backup);
+        for (const char *p = s->lane[i].hold; *p; p++)
+            MIX((unsigned char)*p);
     }
+    MIX(s->have_cfg);
+    MIX(s->cfg_version);
 #undef MIX
     return h;
 }
@@ -251,6 +277,10 @@ static cJSON *build_state(agent *a, const snapshot *s, int detailed)
     add_num(root, "time_us", (double)c2d_now_us());
     add_num(root, "uptime_s", (double)((c2d_mono_us() - a->started_us) / 1000000));
     cJSON_AddBoolToObject(root, "connected", atomic_load(&a->connected));
+    if (s->have_cfg)
+        add_num(root, "cfg_version", (double)s->cfg_version);
+    else
+        cJSON_AddNullToObject(root, "cfg_version");
     cJSON *sp = spool_json(&s->spool);
     if (sp)
         cJSON_AddItemToObject(root, "spool", sp);
@@ -265,6 +295,8 @@ static cJSON *build_state(agent *a, const snapshot *s, int detailed)
         add_num(up, "segments_duplicate", (double)s->up.segments_duplicate);
         add_num(up, "rejections", (double)s->up.rejections);
         add_num(up, "parked", (double)s->up.parked);
+        add_num(up, "held", (double)s->up.held);
+        add_num(up, "dropped_backup_off", (double)s->up.dropped_backup_off);
         add_num(up, "acks_dropped", (double)s->up.acks_dropped);
         add_num(up, "acks_invalid", (double)s->up.acks_invalid);
     }
@@ -285,8 +317,12 @@ static cJSON *build_state(agent *a, const snapshot *s, int detailed)
         add_num(c, "segments", (double)cs->segments);
         add_num(c, "retries", (double)cs->retries);
         add_num(c, "last_segment_us", (double)cs->last_segment_us);
+        cJSON_AddBoolToObject(c, "backup", ls->backup);
         cJSON *u = cJSON_AddObjectToObject(c, "upload");
         if (u) {
+            /* One word for dashboards: why this channel is not uploading. */
+            const char *ust = !ls->backup ? "backup_off" : ls->hold[0] ? ls->hold : "ok";
+            cJSON_AddStringToObject(u, "state", ust);
             cJSON_AddStringToObject(u, "phase", agent_lane_phase_name(ls->phase));
             add_num(u, "start_us", (double)ls->start_us);
             add_num(u, "size", (double)ls->size);
@@ -296,6 +332,9 @@ static cJSON *build_state(agent *a, const snapshot *s, int detailed)
             add_num(u, "rejections", (double)ls->rejections);
             add_num(u, "parked", (double)ls->parked);
             add_num(u, "dropped", (double)ls->dropped);
+            add_num(u, "dropped_backup_off", (double)ls->dropped_backup_off);
+            add_num(u, "holds", (double)ls->holds);
+            add_num(u, "retry_in_s", (double)((ls->hold_retry_in_us + 999999) / 1000000));
             cJSON_AddStringToObject(u, "last_reason", ls->last_reason);
         }
         if (detailed)
@@ -399,11 +438,128 @@ static void on_upload_event(void *ctx, const agent_upload_event *ev)
     case AGENT_UP_RESUMED:
         c2d_info("segment resumed ch=%u start=%lld at offset %llu of %llu", ch, start, off, size);
         break;
+    case AGENT_UP_BACKUP_OFF:
+        c2d_info("segment deleted ch=%u start=%lld size=%llu: cloud backup is off for the "
+                 "channel (%s)",
+                 ch, start, size, ev->reason);
+        atomic_store(&a->state_due, 1);
+        break;
     case AGENT_UP_ERROR:
         c2d_err("%s ch=%u start=%lld: %s (%s)", ev->reason, ch, start, strerror(-ev->err),
                 ev->action);
         break;
     }
+}
+
+/* ---- device config (cfg topic) ---------------------------------------- */
+
+/* Applies a decoded device config: listed channels take its settings, the
+ * others keep theirs; the result (every channel of this agent, at dc's
+ * version) is saved to devcfg.json unless it came from there. A new version
+ * makes lanes held by quota_full / no_disk ask again at once: the
+ * controller republishes cfg when a disk changes. Network thread, or
+ * agent_start before it runs. */
+static void apply_devcfg(agent *a, const c2d_devcfg *dc, int from_disk)
+{
+    c2d_devcfg merged;
+    memset(&merged, 0, sizeof(merged));
+    int backup[AGENT_CHANNELS_MAX];
+    char off[256] = "";
+    size_t offlen = 0;
+
+    pthread_mutex_lock(&a->cfg_mu);
+    int new_version = !a->have_cfg || a->cfg_version != dc->version;
+    if (a->have_cfg && dc->version < a->cfg_version)
+        c2d_warn("device config version %llu is older than the applied %llu; applying it (the "
+                 "controller's retained config is the reference)",
+                 (unsigned long long)dc->version, (unsigned long long)a->cfg_version);
+    for (size_t i = 0; i < a->n_channels; i++) {
+        const c2d_devcfg_channel *e = c2d_devcfg_find(dc, a->ids[i]);
+        if (e)
+            a->backup[i] = e->backup;
+        backup[i] = a->backup[i];
+        merged.channels[i].ch = a->ids[i];
+        merged.channels[i].backup = a->backup[i];
+        if (!a->backup[i] && offlen < sizeof(off))
+            offlen += (size_t)snprintf(off + offlen, sizeof(off) - offlen, "%s%u",
+                                       offlen ? "," : "", (unsigned)a->ids[i]);
+    }
+    merged.n_channels = a->n_channels;
+    merged.version = dc->version;
+    a->have_cfg = 1;
+    a->cfg_version = dc->version;
+    char *text = from_disk ? NULL : c2d_devcfg_encode(&merged);
+    if (text && (!a->devcfg_saved || strcmp(text, a->devcfg_saved) != 0)) {
+        int rc = c2d_write_file_atomic(a->devcfg_path, text, strlen(text), 0644);
+        if (rc != 0) {
+            c2d_warn("cannot save the device config to %s: %s", a->devcfg_path, strerror(-rc));
+            free(text);
+        } else {
+            free(a->devcfg_saved);
+            a->devcfg_saved = text;
+        }
+    } else {
+        free(text);
+    }
+    pthread_mutex_unlock(&a->cfg_mu);
+
+    pthread_mutex_lock(&a->up_mu);
+    if (a->up) {
+        for (size_t i = 0; i < a->n_channels; i++)
+            agent_uploader_set_backup(a->up, a->ids[i], backup[i]);
+        if (new_version)
+            agent_uploader_retry_held(a->up);
+    }
+    pthread_mutex_unlock(&a->up_mu);
+    if (new_version)
+        c2d_info("device config version %llu applied%s: cloud backup off for channel(s) %s",
+                 (unsigned long long)dc->version, from_disk ? " (saved copy)" : "",
+                 off[0] ? off : "none");
+    atomic_store(&a->state_due, 1);
+}
+
+static void on_devcfg(agent *a, const void *payload, size_t len)
+{
+    if (len == 0)
+        return; /* the retained config was cleared: keep the one applied */
+    c2d_devcfg *dc = malloc(sizeof(*dc));
+    char why[C2D_DEVCFG_WHY_MAX];
+    c2d_status st = dc ? c2d_devcfg_decode(payload, len, dc, why, sizeof(why)) : C2D_ERR_NOMEM;
+    if (st != C2D_OK)
+        c2d_warn("device config on %s ignored (%s); keeping the one applied", a->cfg_topic,
+                 dc ? why : "out of memory");
+    else
+        apply_devcfg(a, dc, 0);
+    free(dc);
+}
+
+/* Applies devcfg.json if there is one (a bad one is ignored with a
+ * warning: the controller's retained config replaces it on connect). */
+static void load_devcfg(agent *a)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = c2d_read_file(a->devcfg_path, C2D_DEVCFG_MAX, &text, &len);
+    if (rc == -ENOENT)
+        return;
+    c2d_devcfg *dc = malloc(sizeof(*dc));
+    char why[C2D_DEVCFG_WHY_MAX] = "out of memory";
+    if (rc != 0)
+        c2d_warn("cannot read %s: %s; no device config until the controller's arrives",
+                 a->devcfg_path, strerror(-rc));
+    else if (!dc || c2d_devcfg_decode(text, len, dc, why, sizeof(why)) != C2D_OK)
+        c2d_warn("%s ignored (%s); no device config until the controller's arrives", a->devcfg_path,
+                 why);
+    else {
+        pthread_mutex_lock(&a->cfg_mu);
+        free(a->devcfg_saved);
+        a->devcfg_saved = text;
+        text = NULL;
+        pthread_mutex_unlock(&a->cfg_mu);
+        apply_devcfg(a, dc, 1);
+    }
+    free(dc);
+    free(text);
 }
 
 /* ---- mosquitto callbacks (network thread) ------------------------------ */
@@ -450,6 +606,9 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
     int src = mosquitto_subscribe_v5(m, NULL, a->ack_topic, 1, 0, NULL);
     if (src != MOSQ_ERR_SUCCESS)
         c2d_err("cannot subscribe to %s: %s", a->ack_topic, mosquitto_strerror(src));
+    src = mosquitto_subscribe_v5(m, NULL, a->cfg_topic, 1, 0, NULL);
+    if (src != MOSQ_ERR_SUCCESS)
+        c2d_err("cannot subscribe to %s: %s", a->cfg_topic, mosquitto_strerror(src));
     atomic_store(&a->connected, 1);
     atomic_store(&a->net_connected, 1);
     atomic_store(&a->state_due, 1);
@@ -477,7 +636,13 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
 {
     agent *a = obj;
     mark_net_thread(a);
-    if (!msg->topic || strcmp(msg->topic, a->ack_topic) != 0 || msg->payloadlen < 0)
+    if (!msg->topic || msg->payloadlen < 0)
+        return;
+    if (strcmp(msg->topic, a->cfg_topic) == 0) {
+        on_devcfg(a, msg->payload, (size_t)msg->payloadlen);
+        return;
+    }
+    if (strcmp(msg->topic, a->ack_topic) != 0)
         return;
     pthread_mutex_lock(&a->up_mu);
     int rc = a->up ? agent_uploader_on_ack(a->up, msg->payload, (size_t)msg->payloadlen) : 0;
@@ -523,14 +688,17 @@ int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen)
     atomic_init(&a->net_connected, 0);
     pthread_once(&net_key_once, net_key_create);
     pthread_mutex_init(&a->up_mu, NULL);
+    pthread_mutex_init(&a->cfg_mu, NULL);
 
     if (c2d_topic_format(a->seg_topic, sizeof(a->seg_topic), cfg->device_id, C2D_TOPIC_SEG) ||
         c2d_topic_format(a->ack_topic, sizeof(a->ack_topic), cfg->device_id, C2D_TOPIC_ACK) ||
+        c2d_topic_format(a->cfg_topic, sizeof(a->cfg_topic), cfg->device_id, C2D_TOPIC_CFG) ||
         c2d_topic_format(a->state_topic, sizeof(a->state_topic), cfg->device_id, C2D_TOPIC_STATE)) {
         fail(err, errlen, "device id \"%s\" does not form a valid topic", cfg->device_id);
         goto fail;
     }
-    if (c2d_path_join(a->status_path, sizeof(a->status_path), cfg->state_dir, STATUS_NAME)) {
+    if (c2d_path_join(a->status_path, sizeof(a->status_path), cfg->state_dir, STATUS_NAME) ||
+        c2d_path_join(a->devcfg_path, sizeof(a->devcfg_path), cfg->state_dir, DEVCFG_NAME)) {
         fail(err, errlen, "state_dir \"%s\": path too long", cfg->state_dir);
         goto fail;
     }
@@ -573,12 +741,15 @@ int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen)
 
     a->channels = calloc(cfg->n_channels, sizeof(*a->channels));
     a->ids = calloc(cfg->n_channels, sizeof(*a->ids));
-    if (!a->channels || !a->ids) {
+    a->backup = calloc(cfg->n_channels, sizeof(*a->backup));
+    if (!a->channels || !a->ids || !a->backup) {
         fail(err, errlen, "out of memory");
         goto fail;
     }
-    for (size_t i = 0; i < cfg->n_channels; i++)
+    for (size_t i = 0; i < cfg->n_channels; i++) {
         a->ids[i] = (uint16_t)cfg->channels[i].id;
+        a->backup[i] = 1;
+    }
     *out = a;
     return 0;
 fail:
@@ -613,6 +784,8 @@ int agent_start(agent *a, char *err, size_t errlen)
     pthread_mutex_lock(&a->up_mu);
     a->up = up;
     pthread_mutex_unlock(&a->up_mu);
+    /* Before any thread could upload: the last config applies offline. */
+    load_devcfg(a);
 
     for (size_t i = 0; i < a->n_channels; i++) {
         const agent_channel_conf *cc = &cfg->channels[i];
@@ -777,11 +950,38 @@ void agent_free(agent *a)
     if (a->lock_fd >= 0)
         close(a->lock_fd);
     pthread_mutex_destroy(&a->up_mu);
+    pthread_mutex_destroy(&a->cfg_mu);
+    free(a->devcfg_saved);
+    free(a->backup);
     free(a->ids);
     free(a);
 }
 
 /* ---- status command ------------------------------------------------------ */
+
+/* "cfg_version" of the saved device config (null if none or unreadable),
+ * and each listed channel's "backup" in "saved_backup": {"ch": bool}. */
+static void add_saved_devcfg(cJSON *root, const char *state_dir)
+{
+    char path[PATH_MAX], *text = NULL;
+    size_t len = 0;
+    c2d_devcfg *dc = malloc(sizeof(*dc));
+    if (dc && c2d_path_join(path, sizeof(path), state_dir, DEVCFG_NAME) == 0 &&
+        c2d_read_file(path, C2D_DEVCFG_MAX, &text, &len) == 0 &&
+        c2d_devcfg_decode(text, len, dc, NULL, 0) == C2D_OK) {
+        add_num(root, "cfg_version", (double)dc->version);
+        cJSON *b = cJSON_AddObjectToObject(root, "saved_backup");
+        for (size_t i = 0; b && i < dc->n_channels; i++) {
+            char key[8];
+            snprintf(key, sizeof(key), "%u", (unsigned)dc->channels[i].ch);
+            cJSON_AddBoolToObject(b, key, dc->channels[i].backup);
+        }
+    } else {
+        cJSON_AddNullToObject(root, "cfg_version");
+    }
+    free(text);
+    free(dc);
+}
 
 int agent_status_json(const agent_config *cfg, char **out, char *err, size_t errlen)
 {
@@ -813,6 +1013,7 @@ int agent_status_json(const agent_config *cfg, char **out, char *err, size_t err
     if (root) {
         cJSON_AddFalseToObject(root, "running");
         cJSON_AddStringToObject(root, "device", cfg->device_id);
+        add_saved_devcfg(root, cfg->state_dir);
         cJSON *s = spool_json(&st);
         if (s)
             cJSON_AddItemToObject(root, "spool", s);

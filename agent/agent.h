@@ -9,7 +9,14 @@
  *
  * The state directory is locked (flock on state_dir/agent.lock) for the
  * life of the agent, so two agents never share a spool; agent_status_json
- * uses the lock to tell whether an agent is running. */
+ * uses the lock to tell whether an agent is running.
+ *
+ * Device config: the agent subscribes to its retained cfg topic and applies
+ * each config that decodes (proto/devcfg.h) without restart: cloud backup
+ * per channel, and a new version releases lanes held by quota_full /
+ * no_disk. The applied config is saved as state_dir/devcfg.json and applied
+ * at start; its version is "cfg_version" in the state (proto/README.md,
+ * "Device config"). */
 #ifndef AGENT_AGENT_H
 #define AGENT_AGENT_H
 
@@ -51,7 +58,8 @@ int agent_run(agent *a, int exit_when_done, volatile sig_atomic_t *stop);
 void agent_free(agent *a);
 
 /* The `c2d-agent status` report as JSON (malloc'd, caller frees): spool
- * statistics, and per channel its source checkpoint and queued segments.
+ * statistics, the saved device config's version ("cfg_version", null if
+ * none) and per channel its source checkpoint and queued segments.
  * If an agent is running on this state directory, its last snapshot
  * (state_dir/status.json, refreshed with every state message) is returned
  * instead, with live channel and upload state and "running": true.

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -38,6 +39,8 @@ typedef enum {
     REACT_RESUME,  /* continue from the ack's offset */
     REACT_REHASH,  /* check own file, then drop it or start over */
     REACT_LATER,   /* back off, then send begin again */
+    REACT_HOLD,    /* keep; hold the lane (long backoff, or a new config) */
+    REACT_DROP,    /* policy: remove from the spool unsent, counted */
 } reaction;
 
 /* proto/README.md, "Rejection reasons". Unknown reasons back off. */
@@ -64,6 +67,9 @@ static const struct {
     {"size_mismatch", REACT_RESUME},
     {"hash_mismatch", REACT_REHASH},
     {"storage", REACT_LATER},
+    {"quota_full", REACT_HOLD},
+    {"no_disk", REACT_HOLD},
+    {"backup_off", REACT_DROP},
 };
 
 /* The per-segment part of a lane, saved while a segment awaits commit. */
@@ -103,6 +109,9 @@ typedef struct {
      * again and puts the one being sent back (it stays in the spool). */
     int has_wait;
     seg_state wait;
+    int backup;          /* the thread's copy of want_backup */
+    int held;            /* BACKOFF after quota_full / no_disk (reason in st.hold) */
+    unsigned hold_tries; /* holds since the last commit */
     agent_lane_status st;
 } lane;
 
@@ -116,6 +125,7 @@ struct agent_uploader {
     unsigned cursor;
     int connected; /* the uploader thread's view */
     uint64_t bytes_sent, bytes_committed, n_committed, n_duplicate, n_rejections, n_stale;
+    uint64_t n_backup_off;
 
     pthread_t thread;
     pthread_mutex_t mu; /* guards everything below, up to smu */
@@ -125,6 +135,8 @@ struct agent_uploader {
     size_t qcap, qhead, qlen;
     int conn_flag;
     unsigned conn_gen;
+    int *want_backup; /* per lane, set by agent_uploader_set_backup */
+    unsigned retry_gen, backup_gen;
     uint64_t acks_dropped, acks_invalid;
 
     pthread_mutex_t smu; /* guards the snapshot */
@@ -147,6 +159,11 @@ const char *agent_lane_phase_name(agent_lane_phase p)
         return "backoff";
     }
     return "unknown";
+}
+
+static int64_t now_us(const agent_uploader *up)
+{
+    return up->cfg.clock_us ? up->cfg.clock_us(up->cfg.clock_ctx) : c2d_mono_us();
 }
 
 static void emit_seg(agent_uploader *up, uint16_t ch, const agent_segment *seg,
@@ -183,8 +200,16 @@ static void set_reason(lane *l, const char *reason)
     l->st.last_reason[n] = '\0';
 }
 
+/* The lane no longer waits on quota_full / no_disk for its segment. */
+static void unhold(lane *l)
+{
+    l->held = 0;
+    l->st.hold[0] = '\0';
+}
+
 static void go_idle(lane *l, int64_t next_poll_us)
 {
+    unhold(l);
     if (l->fd >= 0)
         close(l->fd);
     l->fd = -1;
@@ -236,6 +261,34 @@ static void drop_corrupt(agent_uploader *up, lane *l, const char *why, int64_t n
     go_idle(l, now);
 }
 
+/* Cloud backup is off for the lane's channel (device config, or the
+ * controller said backup_off): the segment will never be accepted. A
+ * policy drop, so counted and reported, never silent. */
+static void drop_backup_off(agent_uploader *up, lane *l, int64_t now)
+{
+    int rc = agent_spool_remove(up->cfg.spool, l->ch, l->seg.start_us, NULL);
+    if (rc != 0 && rc != -ENOENT) {
+        emit(up, l, AGENT_UP_ERROR, 0, "cannot remove segment (backup off)", "retry later", rc);
+        go_idle(l, now + ERROR_RETRY_US);
+        return;
+    }
+    l->st.dropped_backup_off++;
+    up->n_backup_off++;
+    emit(up, l, AGENT_UP_BACKUP_OFF, 0, "backup_off", "removed from the spool unsent", 0);
+    go_idle(l, now);
+}
+
+/* quota_full / no_disk: 30 s, 60 s, ... 10 min. */
+static int64_t hold_delay_us(unsigned k)
+{
+    int64_t s = AGENT_UPLOADER_HOLD_MIN_S;
+    for (unsigned i = 1; i < k && s < AGENT_UPLOADER_HOLD_MAX_S; i++)
+        s *= 2;
+    if (s > AGENT_UPLOADER_HOLD_MAX_S)
+        s = AGENT_UPLOADER_HOLD_MAX_S;
+    return s * 1000000;
+}
+
 static int publish(agent_uploader *up, const void *buf, size_t len)
 {
     return up->cfg.publish(up->cfg.publish_ctx, buf, len);
@@ -277,6 +330,7 @@ static int send_control(agent_uploader *up, lane *l, c2d_msg_type type, int64_t 
 static void do_begin(agent_uploader *up, lane *l, int64_t now)
 {
     l->rewound = 0;
+    unhold(l);
     if (send_control(up, l, C2D_MSG_BEGIN, now) == 0)
         l->phase = AGENT_LANE_BEGIN;
 }
@@ -310,6 +364,7 @@ static void restore_wait(lane *l)
     seg_state *w = &l->wait;
     if (l->fd >= 0)
         close(l->fd);
+    unhold(l);
     l->phase = w->phase;
     l->seg = w->seg;
     l->fd = w->fd;
@@ -414,6 +469,10 @@ static void activate(agent_uploader *up, lane *l, int64_t now)
         return;
     }
     l->seg = seg;
+    if (!l->backup) {
+        drop_backup_off(up, l, now);
+        return;
+    }
     char path[4096];
     rc = agent_spool_path(up->cfg.spool, l->ch, seg.start_us, path, sizeof(path));
     int fd = rc == 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
@@ -477,6 +536,7 @@ static void finish(agent_uploader *up, lane *l, int duplicate, int64_t now)
         return;
     }
     l->st.committed++;
+    l->hold_tries = 0;
     up->bytes_committed += l->seg.size;
     if (duplicate)
         up->n_duplicate++;
@@ -497,6 +557,7 @@ static void finish_wait(agent_uploader *up, lane *l, int duplicate, int64_t now)
                  "retry later", rc);
     } else {
         l->st.committed++;
+        l->hold_tries = 0;
         up->bytes_committed += w->seg.size;
         if (duplicate)
             up->n_duplicate++;
@@ -596,6 +657,28 @@ static void handle_rejection(agent_uploader *up, lane *l, const c2d_msg *m, int6
         l->storage_tries++;
         emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "retry after backoff", 0);
         backoff(l, agent_backoff_us(l->storage_tries, BACKOFF_MAX_S), now);
+        return;
+    case REACT_HOLD: {
+        if (l->phase == AGENT_LANE_BACKOFF) {
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "ignored (backing off)", 0);
+            return;
+        }
+        /* The same for the channel's next segments: hold the whole lane
+         * rather than try them one by one. */
+        l->st.holds++;
+        int64_t delay = hold_delay_us(++l->hold_tries);
+        char action[80];
+        snprintf(action, sizeof(action), "kept in the spool, retry in %llds or on a new config",
+                 (long long)(delay / 1000000));
+        emit(up, l, AGENT_UP_REJECTED, m->offset, reason, action, 0);
+        backoff(l, delay, now);
+        l->held = 1;
+        snprintf(l->st.hold, sizeof(l->st.hold), "%s", reason);
+        return;
+    }
+    case REACT_DROP:
+        emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "remove from the spool", 0);
+        drop_backup_off(up, l, now);
         return;
     }
 }
@@ -754,6 +837,8 @@ static void work(agent_uploader *up, int64_t now, int64_t *wake)
         }
         if (l->phase == AGENT_LANE_IDLE && now >= l->next_poll_us)
             activate(up, l, now);
+        else if (l->phase == AGENT_LANE_BACKOFF && now >= l->retry_at_us && !l->backup)
+            drop_backup_off(up, l, now);
         else if (l->phase == AGENT_LANE_BACKOFF && now >= l->retry_at_us)
             do_begin(up, l, now);
         else if (awaiting(l) && now - l->last_ack_us >= up->cfg.ack_timeout_us) {
@@ -788,7 +873,7 @@ static void work(agent_uploader *up, int64_t now, int64_t *wake)
         }
         agent_bucket_take(&up->bucket, frame, now);
         send_chunk(up, l, now);
-        now = c2d_mono_us();
+        now = now_us(up);
     }
 
     for (size_t i = 0; i < up->n; i++) {
@@ -804,7 +889,7 @@ static void work(agent_uploader *up, int64_t now, int64_t *wake)
     }
 }
 
-static void snapshot(agent_uploader *up)
+static void snapshot(agent_uploader *up, int64_t now)
 {
     pthread_mutex_lock(&up->smu);
     agent_uploader_status *s = &up->snap;
@@ -815,6 +900,8 @@ static void snapshot(agent_uploader *up)
     s->segments_duplicate = up->n_duplicate;
     s->rejections = up->n_rejections;
     s->acks_stale = up->n_stale;
+    s->dropped_backup_off = up->n_backup_off;
+    s->held = 0;
     s->parked = 0;
     s->busy = 0;
     for (size_t i = 0; i < up->n; i++) {
@@ -826,6 +913,13 @@ static void snapshot(agent_uploader *up)
         l->st.sent = l->sent;
         l->st.confirmed = l->confirmed;
         l->st.awaiting_start_us = l->has_wait ? l->wait.seg.start_us : 0;
+        l->st.backup = l->backup;
+        l->st.hold_retry_in_us = 0;
+        if (l->held && l->phase == AGENT_LANE_BACKOFF) {
+            int64_t left = l->retry_at_us - now;
+            l->st.hold_retry_in_us = left > 0 ? left : 0;
+            s->held++;
+        }
         up->snap_lanes[i] = l->st;
         s->parked += l->st.parked; /* parked segments stay queued until the next start */
         s->busy |= l->phase != AGENT_LANE_IDLE || l->has_wait;
@@ -833,10 +927,28 @@ static void snapshot(agent_uploader *up)
     pthread_mutex_unlock(&up->smu);
 }
 
+/* New settings from agent_uploader_set_backup / _retry_held, on the
+ * uploader thread. */
+static void apply_settings(agent_uploader *up, const int *backup, int retry, int64_t now)
+{
+    for (size_t i = 0; i < up->n; i++) {
+        lane *l = &up->lanes[i];
+        int was = l->backup;
+        l->backup = backup[i];
+        /* A held segment of a channel now off is dropped at once; with a
+         * new config every held lane asks again now. */
+        if (l->held && l->phase == AGENT_LANE_BACKOFF && (retry || (was && !l->backup))) {
+            l->retry_at_us = now;
+            l->hold_tries = 0;
+        }
+    }
+}
+
 static void *run(void *arg)
 {
     agent_uploader *up = arg;
-    unsigned seen_gen = 0;
+    unsigned seen_gen = 0, seen_backup = 0, seen_retry = 0;
+    int backup[AGENT_UPLOADER_LANES_MAX];
     pthread_mutex_lock(&up->mu);
     while (!up->stop) {
         if (up->qlen > 0) {
@@ -844,7 +956,7 @@ static void *run(void *arg)
             up->qhead = (up->qhead + 1) % up->qcap;
             up->qlen--;
             pthread_mutex_unlock(&up->mu);
-            handle_ack(up, &m, c2d_mono_us());
+            handle_ack(up, &m, now_us(up));
             pthread_mutex_lock(&up->mu);
             continue;
         }
@@ -852,20 +964,34 @@ static void *run(void *arg)
             seen_gen = up->conn_gen;
             int c = up->conn_flag;
             pthread_mutex_unlock(&up->mu);
-            on_connection(up, c, c2d_mono_us());
+            on_connection(up, c, now_us(up));
+            pthread_mutex_lock(&up->mu);
+            continue;
+        }
+        if (up->backup_gen != seen_backup || up->retry_gen != seen_retry) {
+            int retry = up->retry_gen != seen_retry;
+            seen_backup = up->backup_gen;
+            seen_retry = up->retry_gen;
+            for (size_t i = 0; i < up->n; i++)
+                backup[i] = up->want_backup[i];
+            pthread_mutex_unlock(&up->mu);
+            apply_settings(up, backup, retry, now_us(up));
             pthread_mutex_lock(&up->mu);
             continue;
         }
         pthread_mutex_unlock(&up->mu);
 
-        int64_t now = c2d_mono_us();
+        int64_t now = now_us(up);
         int64_t wake = now + WAIT_MAX_US;
         work(up, now, &wake);
-        snapshot(up);
+        snapshot(up, now_us(up));
 
         pthread_mutex_lock(&up->mu);
-        if (!up->stop && up->qlen == 0 && up->conn_gen == seen_gen) {
-            int64_t delay = wake - c2d_mono_us();
+        if (!up->stop && up->qlen == 0 && up->conn_gen == seen_gen &&
+            up->backup_gen == seen_backup && up->retry_gen == seen_retry) {
+            int64_t delay = wake - now_us(up);
+            if (delay > WAIT_MAX_US)
+                delay = WAIT_MAX_US; /* a test clock may jump */
             if (delay > 0) {
                 struct timespec ts;
                 clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -892,6 +1018,7 @@ static void destroy(agent_uploader *up)
     free(up->lanes);
     free(up->snap_lanes);
     free(up->q);
+    free(up->want_backup);
     free(up->buf);
     free(up->keep_dir);
     free(up);
@@ -912,20 +1039,23 @@ int agent_uploader_start(const agent_uploader_cfg *cfg, agent_uploader **out)
     up->lanes = calloc(up->n, sizeof(*up->lanes));
     up->snap_lanes = calloc(up->n, sizeof(*up->snap_lanes));
     up->q = calloc(up->qcap, sizeof(*up->q));
+    up->want_backup = calloc(up->n, sizeof(*up->want_backup));
     up->buf = malloc(C2D_CHUNK_HEADER_LEN + (size_t)cfg->chunk_bytes);
     if (cfg->keep_sent_dir && cfg->keep_sent_dir[0])
         up->keep_dir = strdup(cfg->keep_sent_dir);
-    if (!up->lanes || !up->snap_lanes || !up->q || !up->buf ||
+    if (!up->lanes || !up->snap_lanes || !up->q || !up->buf || !up->want_backup ||
         (cfg->keep_sent_dir && cfg->keep_sent_dir[0] && !up->keep_dir)) {
         destroy(up);
         return -ENOMEM;
     }
     up->cfg.keep_sent_dir = up->keep_dir;
     up->cfg.channels = NULL; /* not kept: the lanes hold the ids */
-    int64_t now = c2d_mono_us();
+    int64_t now = now_us(up);
     for (size_t i = 0; i < up->n; i++) {
         lane *l = &up->lanes[i];
         l->ch = cfg->channels[i];
+        l->backup = 1;
+        up->want_backup[i] = 1;
         l->fd = -1;
         l->wait.fd = -1;
         l->phase = AGENT_LANE_IDLE;
@@ -934,7 +1064,7 @@ int agent_uploader_start(const agent_uploader_cfg *cfg, agent_uploader **out)
     }
     agent_bucket_init(&up->bucket, cfg->rate_limit_bps,
                       C2D_CHUNK_HEADER_LEN + (uint64_t)cfg->chunk_bytes, now);
-    snapshot(up);
+    snapshot(up, now);
 
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -998,6 +1128,31 @@ int agent_uploader_on_ack(agent_uploader *up, const void *payload, size_t len)
     }
     pthread_mutex_unlock(&up->mu);
     return rc;
+}
+
+int agent_uploader_set_backup(agent_uploader *up, uint16_t ch, int on)
+{
+    int rc = -ENOENT;
+    pthread_mutex_lock(&up->mu);
+    for (size_t i = 0; i < up->n; i++)
+        if (up->lanes[i].ch == ch) {
+            if (up->want_backup[i] != (on ? 1 : 0)) {
+                up->want_backup[i] = on ? 1 : 0;
+                up->backup_gen++;
+                pthread_cond_signal(&up->cv);
+            }
+            rc = 0;
+        }
+    pthread_mutex_unlock(&up->mu);
+    return rc;
+}
+
+void agent_uploader_retry_held(agent_uploader *up)
+{
+    pthread_mutex_lock(&up->mu);
+    up->retry_gen++;
+    pthread_cond_signal(&up->cv);
+    pthread_mutex_unlock(&up->mu);
 }
 
 size_t agent_uploader_get_status(agent_uploader *up, agent_uploader_status *st,

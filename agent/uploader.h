@@ -24,6 +24,14 @@
  * reconnect both send begin again. Memory: one send buffer of 32 + chunk_bytes bytes, filled
  * with pread from the segment file; nothing else grows with segment size.
  *
+ * Quotas (controller's virtual disks): quota_full and no_disk keep the
+ * segment and hold the lane: it sends begin again after
+ * AGENT_UPLOADER_HOLD_MIN_S, doubling to AGENT_UPLOADER_HOLD_MAX_S, or at
+ * once on agent_uploader_retry_held() (a new device config); the other lanes
+ * go on. backup_off removes the segment from the spool, counted and
+ * reported. A channel whose cloud backup is off (agent_uploader_set_backup)
+ * sends nothing: its lane deletes each segment it would have taken.
+ *
  * Events (committed, rejected, parked, ...) are reported through a
  * callback on the uploader thread so that the program can log them; this
  * code does not log. */
@@ -45,14 +53,15 @@ typedef struct agent_uploader agent_uploader;
 typedef int (*agent_publish_fn)(void *ctx, const void *buf, size_t len);
 
 typedef enum {
-    AGENT_UP_COMMITTED, /* controller committed the segment; removed from the spool */
-    AGENT_UP_DUPLICATE, /* controller already had it; removed from the spool */
-    AGENT_UP_REJECTED,  /* a rejected ack: reason and the reaction in action */
-    AGENT_UP_PARKED,    /* given up for this run: kept in the spool, reported */
-    AGENT_UP_DROPPED,   /* own file is corrupt: removed from the spool unsent */
-    AGENT_UP_TIMEOUT,   /* no ack within ack_timeout: begin re-sent */
-    AGENT_UP_RESUMED,   /* the controller answered begin with a nonzero offset */
-    AGENT_UP_ERROR,     /* local error (file, spool, transport); err is -errno */
+    AGENT_UP_COMMITTED,  /* controller committed the segment; removed from the spool */
+    AGENT_UP_DUPLICATE,  /* controller already had it; removed from the spool */
+    AGENT_UP_REJECTED,   /* a rejected ack: reason and the reaction in action */
+    AGENT_UP_PARKED,     /* given up for this run: kept in the spool, reported */
+    AGENT_UP_DROPPED,    /* own file is corrupt: removed from the spool unsent */
+    AGENT_UP_TIMEOUT,    /* no ack within ack_timeout: begin re-sent */
+    AGENT_UP_RESUMED,    /* the controller answered begin with a nonzero offset */
+    AGENT_UP_BACKUP_OFF, /* cloud backup off for the channel: removed from the spool unsent */
+    AGENT_UP_ERROR,      /* local error (file, spool, transport); err is -errno */
 } agent_upload_event_type;
 
 typedef struct {
@@ -81,6 +90,11 @@ typedef struct {
     void *publish_ctx;
     agent_upload_event_fn on_event; /* may be NULL */
     void *event_ctx;
+    /* Monotonic clock in microseconds for every timer (backoffs, ack
+     * timeouts, polls, the rate cap); NULL: c2d_mono_us. Tests move it
+     * forward; the thread looks at it at least every second. */
+    int64_t (*clock_us)(void *ctx);
+    void *clock_ctx;
 } agent_uploader_cfg;
 
 /* Lanes one uploader drives; equals the agent's channel limit. */
@@ -92,6 +106,13 @@ typedef struct {
 
 /* Retries of hash_mismatch per segment before it is parked (proto/README.md). */
 #define AGENT_UPLOADER_HASH_RETRIES 3
+
+/* A lane held by quota_full or no_disk retries after 30 s, doubling up to
+ * 10 min (proto/README.md): a full disk is freed by a person or by the
+ * controller's retention, in minutes, and a begin costs the controller one
+ * lookup. A new device config retries at once. */
+#define AGENT_UPLOADER_HOLD_MIN_S 30
+#define AGENT_UPLOADER_HOLD_MAX_S 600
 
 typedef enum {
     AGENT_LANE_IDLE,    /* no segment to send */
@@ -114,6 +135,11 @@ typedef struct {
     uint64_t parked;                  /* segments parked since start (still in the spool) */
     uint64_t dropped;                 /* corrupt segments removed unsent */
     char last_reason[C2D_REASON_MAX]; /* last rejection or park reason */
+    int backup;                       /* 1: uploads; 0: cloud backup off, segments deleted */
+    uint64_t dropped_backup_off;      /* segments deleted because backup is off */
+    char hold[C2D_REASON_MAX];        /* "quota_full" or "no_disk" while held, else "" */
+    int64_t hold_retry_in_us;         /* held: time left until begin is sent again */
+    uint64_t holds;                   /* quota_full and no_disk answers since start */
 } agent_lane_status;
 
 typedef struct {
@@ -123,11 +149,13 @@ typedef struct {
     uint64_t segments_committed;
     uint64_t segments_duplicate;
     uint64_t rejections;
-    uint64_t parked;       /* currently parked segments, all lanes */
-    uint64_t acks_dropped; /* acks lost because the queue was full */
-    uint64_t acks_invalid; /* undecodable messages on the ack topic */
-    uint64_t acks_stale;   /* acks for no active segment (ignored) */
-    int busy;              /* some lane has an active segment */
+    uint64_t parked;             /* currently parked segments, all lanes */
+    uint64_t acks_dropped;       /* acks lost because the queue was full */
+    uint64_t acks_invalid;       /* undecodable messages on the ack topic */
+    uint64_t acks_stale;         /* acks for no active segment (ignored) */
+    uint64_t dropped_backup_off; /* all lanes */
+    uint64_t held;               /* lanes held by quota_full or no_disk now */
+    int busy;                    /* some lane has an active segment */
 } agent_uploader_status;
 
 /* Validates cfg, allocates, starts the thread. It sends nothing until
@@ -147,6 +175,19 @@ void agent_uploader_set_connected(agent_uploader *up, int connected);
  * for the uploader thread. Returns 0, or -1 if it was not a valid ack or
  * the queue was full (counted; the ack timeout recovers from a lost ack). */
 int agent_uploader_on_ack(agent_uploader *up, const void *payload, size_t len);
+
+/* Any thread: whether channel ch's segments go to the controller (on = 1,
+ * the default) or are deleted from the spool unsent (0: the device config
+ * turned its cloud backup off). Takes effect from the lane's next segment;
+ * one being sent goes on and the controller's answer decides. A held lane
+ * of a channel turned off drops its segment at once. Returns 0, or -ENOENT
+ * if no lane has channel ch. */
+int agent_uploader_set_backup(agent_uploader *up, uint16_t ch, int on);
+
+/* Any thread: lanes held by quota_full or no_disk send begin again now
+ * (a new device config: the disk may have room) and their backoff restarts
+ * from AGENT_UPLOADER_HOLD_MIN_S. */
+void agent_uploader_retry_held(agent_uploader *up);
 
 /* Any thread: a snapshot. lanes (may be NULL) receives up to n lanes in
  * channel order; returns the number of lanes. */

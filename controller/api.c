@@ -642,6 +642,12 @@ static int dispatch(ctl_http_req *req, ctl_http_resp *resp, void *ud)
     else
         rc = r->fn(&x);
     rc = api_end(&x, rc);
+    /* Committed: devices whose config changed hear of it. */
+    for (size_t i = 0; i < x.ndevices; i++) {
+        if (rc == 0 && x.api->device_changed)
+            x.api->device_changed(x.api->device_changed_ud, x.devices[i]);
+        free(x.devices[i]);
+    }
     if (x.mail_body) {
         /* Committed: the message may go. A failure is logged, not
          * answered: the link exists and a new one can be asked for. */
@@ -803,6 +809,19 @@ int api_obj_list(api_ctx *x)
     return api_answer_page(x, w.items, next);
 }
 
+int api_device_changed(api_ctx *x, const char *device)
+{
+    for (size_t i = 0; i < x->ndevices; i++)
+        if (strcmp(x->devices[i], device) == 0)
+            return 0;
+    if (x->ndevices == API_DEVICES_MAX)
+        return 0; /* more than a request changes: the daemon republishes all at start */
+    if (!(x->devices[x->ndevices] = strdup(device)))
+        return -ENOMEM;
+    x->ndevices++;
+    return 0;
+}
+
 int api_answer_stored(api_ctx *x, int kind, uint64_t id, unsigned status)
 {
     ctl_dir_obj o = {0};
@@ -883,6 +902,8 @@ int api_obj_create(api_ctx *x)
         rc = api_put_json(x->t, x->c.actor, &o, j, keys.set ? keys.k : NULL, keys.n);
     if (rc == 0 && k->created)
         rc = k->created(x, &o, j);
+    if (rc == 0 && k->changed)
+        rc = k->changed(x, &o, j);
     if (rc == 0)
         rc = api_answer_stored(x, k->kind, o.id, 201);
     cJSON_Delete(j);
@@ -928,6 +949,8 @@ int api_obj_modify(api_ctx *x)
         rc = k->prepare(x, before, after, &o, &keys);
     if (rc == 0)
         rc = api_put_json(x->t, x->c.actor, &o, after, keys.set ? keys.k : NULL, keys.n);
+    if (rc == 0 && k->changed)
+        rc = k->changed(x, &o, after);
     if (rc == 0)
         rc = api_answer_stored(x, k->kind, o.id, 200);
     cJSON_Delete(before);
@@ -977,7 +1000,17 @@ int ctl_api_new(ctl_dir *dir, ctl_rng *rng, const ctl_api_params *p, ctl_api **o
     a->mail_ud = p ? p->mail_ud : NULL;
     snprintf(a->link_base, sizeof(a->link_base), "%s",
              p && p->link_base && p->link_base[0] ? p->link_base : "http://localhost");
-    int rc = ctl_throttle_new(NULL, &a->thr);
+    a->ledger = p ? p->ledger : NULL;
+    a->cutoff = p ? p->retention_cutoff : NULL;
+    a->cutoff_ud = p ? p->retention_ud : NULL;
+    a->device_changed = p ? p->device_changed : NULL;
+    a->device_changed_ud = p ? p->device_changed_ud : NULL;
+    int rc = 0;
+    if (p && p->data_dir && !(a->data_dir = strdup(p->data_dir))) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    rc = ctl_throttle_new(NULL, &a->thr);
     if (rc != 0)
         goto fail;
     /* A hash of random bytes with the same cost as real ones. */
@@ -1010,6 +1043,7 @@ void ctl_api_free(ctl_api *a)
         return;
     ctl_throttle_free(a->thr);
     free(a->bindings);
+    free(a->data_dir);
     free(a);
 }
 
@@ -1023,6 +1057,8 @@ int ctl_api_routes(ctl_api *a, ctl_http *h)
         {api_space_routes, api_space_nroutes},
         {api_objects_routes, api_objects_nroutes},
         {api_dashcam_routes, api_dashcam_nroutes},
+        {api_recordings_routes, api_recordings_nroutes},
+        {api_subscriptions_routes, api_subscriptions_nroutes},
     };
     size_t total = 0;
     for (size_t m = 0; m < sizeof(mods) / sizeof(mods[0]); m++)
@@ -1057,6 +1093,8 @@ void ctl_api_each_route(void (*fn)(void *ud, const char *method, const char *pat
         {api_space_routes, api_space_nroutes},
         {api_objects_routes, api_objects_nroutes},
         {api_dashcam_routes, api_dashcam_nroutes},
+        {api_recordings_routes, api_recordings_nroutes},
+        {api_subscriptions_routes, api_subscriptions_nroutes},
     };
     for (size_t m = 0; m < sizeof(mods) / sizeof(mods[0]); m++)
         for (size_t i = 0; i < mods[m].n; i++)

@@ -23,6 +23,8 @@
 
 #include "controller/directory.h"
 #include "controller/http.h"
+#include "controller/ledger.h"
+#include "controller/recordings.h"
 #include "controller/rng.h"
 
 #include <stddef.h>
@@ -54,6 +56,22 @@ typedef struct {
     /* Put in front of "/set-password?token=..." in links, e.g.
      * "https://portal.example.com"; NULL or "": "http://localhost". */
     const char *link_base;
+    /* Recordings (api_recordings.c): the ledger whose segments are served
+     * (borrowed; read through the requests' own transactions, never its
+     * handle's) and the data directory their paths are relative to
+     * (copied; exports are made in its tmp/). ledger NULL: the recording
+     * endpoints answer 503. */
+    ctl_ledger *ledger;
+    const char *data_dir;
+    /* Retention: segments that start before the cutoff for their camera
+     * are never served; NULL: no cutoff. */
+    ctl_rec_cutoff_fn retention_cutoff;
+    void *retention_ud;
+    /* Called after a committed change of a device's config (its virtual
+     * disk, channels' cloud backup): the daemon republishes its cfg
+     * topic. NULL: nobody to tell. */
+    void (*device_changed)(void *ud, const char *device);
+    void *device_changed_ud;
 } ctl_api_params;
 
 /* Makes the API over dir and rng (borrowed: they must outlive it). p NULL:

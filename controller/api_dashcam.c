@@ -4,6 +4,7 @@
 
 #include "controller/devmsg.h"
 #include "controller/geo.h"
+#include "controller/quota.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -186,6 +187,55 @@ static int bookmark_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_d
 
 static const char *const bookmark_filters[] = {"name", NULL};
 
+/* A bookmark protects its channel's recordings from overwrite (issue 4),
+ * within the bound of its disk (quota.h): on (1) when made, off (0) when
+ * removed. A channel whose recorder has no device id yet has no
+ * recordings: nothing to do. */
+static int bookmark_protect(api_ctx *x, const ctl_dir_obj *o, const cJSON *j, int on)
+{
+    ctl_ledger *l = x->api->ledger;
+    ctl_dir_obj c, r;
+    cJSON *cj, *rj;
+    if (!l)
+        return 0;
+    int rc = api_get_json(x, CTL_KIND_CHANNEL, (uint64_t)api_jint(j, "channel_id"), &c, &cj);
+    if (rc != 0)
+        return rc;
+    if ((rc = api_get_json(x, CTL_KIND_RECORDER, c.parent, &r, &rj)) != 0) {
+        cJSON_Delete(cj);
+        ctl_dir_obj_clear(&c);
+        return rc;
+    }
+    const char *dev = api_jstr(rj, "device_id");
+    uint16_t ch = (uint16_t)api_jint(cj, "number");
+    int64_t from = api_jint(j, "start_us"), to = api_jint(j, "end_us");
+    MDB_txn *txn = ctl_dir_txn_mdb(x->t);
+    if (dev && on)
+        rc = ctl_quota_protect(l, txn, dev, ch, from, to, o->id, NULL);
+    else if (dev)
+        rc = ctl_quota_unprotect(l, txn, dev, ch, from, to, o->id);
+    if (rc == -EDQUOT)
+        rc = api_fail(x, 409, "protection_limit",
+                      "protected recordings would take more than half of the virtual disk");
+    else if (rc == -ENOENT && !on)
+        rc = 0; /* made before the recorder had its device id */
+    cJSON_Delete(rj);
+    ctl_dir_obj_clear(&r);
+    cJSON_Delete(cj);
+    ctl_dir_obj_clear(&c);
+    return rc;
+}
+
+static int bookmark_created(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
+{
+    return bookmark_protect(x, o, j, 1);
+}
+
+static int bookmark_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
+{
+    return bookmark_protect(x, o, j, 0);
+}
+
 static const api_kind bookmark_kind = {
     .kind = CTL_KIND_BOOKMARK,
     .noun = "bookmark",
@@ -199,6 +249,8 @@ static const api_kind bookmark_kind = {
     .parent_field = "channel_id",
     .filters = bookmark_filters,
     .prepare = bookmark_prepare,
+    .created = bookmark_created,
+    .deleting = bookmark_deleting,
 };
 
 /* --- Geofences --- */

@@ -38,6 +38,9 @@
 /* Audit actor text: "user:" and a 64-bit id. */
 #define API_ACTOR_MAX 32
 
+/* Devices one request may change the config of (a disk's recorder). */
+#define API_DEVICES_MAX 8
+
 /* What an endpoint needs besides its permission (api_route.need). */
 #define API_NEED_NONE (-3)    /* no authentication at all (log in, set password) */
 #define API_NEED_SESSION (-2) /* any session, even map-only (log out) */
@@ -57,6 +60,13 @@ struct ctl_api {
     char dummy_hash[CTL_PW_ENCODED_MAX];
     struct api_binding *bindings;
     size_t nbindings;
+    /* Recordings (api_recordings.c); ledger NULL: not served. */
+    ctl_ledger *ledger;
+    char *data_dir;
+    void (*device_changed)(void *ud, const char *device);
+    void *device_changed_ud;
+    ctl_rec_cutoff_fn cutoff;
+    void *cutoff_ud;
 };
 
 /* A role as resolved for a user. */
@@ -89,6 +99,10 @@ typedef struct {
     /* A message to send once the request's changes are committed (a
      * set-password link); api.c sends and frees it. */
     char *mail_to, *mail_subject, *mail_body;
+    /* Devices whose config (cfg topic) the request changed: told after the
+     * commit (api_device_changed). */
+    char *devices[API_DEVICES_MAX];
+    size_t ndevices;
 } api_ctx;
 
 /* A handler answers through x->resp and returns: 0 (commit), 1 (an error
@@ -155,6 +169,8 @@ typedef struct api_kind {
     bool (*match)(api_ctx *x, const cJSON *j);
     /* Adds computed fields to an object's public form. */
     int (*decorate)(api_ctx *x, const ctl_dir_obj *o, cJSON *out);
+    /* After a create or modify was stored (mirror it elsewhere). */
+    int (*changed)(api_ctx *x, const ctl_dir_obj *o, const cJSON *j);
 } api_kind;
 
 /* Generic handlers for api_kind routes. */
@@ -188,6 +204,10 @@ extern const api_route api_objects_routes[];
 extern const size_t api_objects_nroutes;
 extern const api_route api_dashcam_routes[];
 extern const size_t api_dashcam_nroutes;
+extern const api_route api_subscriptions_routes[];
+extern const size_t api_subscriptions_nroutes;
+extern const api_route api_recordings_routes[];
+extern const size_t api_recordings_nroutes;
 
 /* --- Helpers --- */
 
@@ -230,6 +250,19 @@ cJSON *api_obj_out(const ctl_dir_obj *o);
 int api_get_json(api_ctx *x, int kind, uint64_t id, ctl_dir_obj *o, cJSON **j);
 /* Resolves a role name in tenant: 0 or -ENOENT. */
 int api_role_resolve(ctl_dir_txn *t, uint64_t tenant, const char *name, api_role *out);
+/* Queues device for a config update once the request commits. */
+int api_device_changed(api_ctx *x, const char *device);
+/* Mirrors the virtual disk covering recorder rid (if any) into the ledger
+ * (api_subscriptions.c). */
+int api_recorder_sync(api_ctx *x, uint64_t rid);
+/* api_objects.c: whether name is an AI algorithm channels may run; checks
+ * a channel's new state (after) against the algorithms and the client's AI
+ * subscriptions: 0, 1 answered (422), or -errno. */
+bool api_ai_algorithm_known(const char *name);
+int api_channel_check(api_ctx *x, const ctl_dir_obj *ch, const cJSON *after);
+/* Sets a recorder's device id (validated, unique across spaces) and
+ * stores it: 0, 1 answered (409/422), or -errno. */
+int api_recorder_set_device(api_ctx *x, ctl_dir_obj *r, cJSON *rj, const char *device);
 /* Deletes every child of one kind of parent (actor NULL: not audited). */
 int api_drop_children(ctl_dir_txn *t, const char *actor, uint64_t parent, int kind);
 /* Deletes every object of one kind of a tenant (actor as above). */

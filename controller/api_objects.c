@@ -179,6 +179,33 @@ static int recorder_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_d
     return 0;
 }
 
+int api_recorder_set_device(api_ctx *x, ctl_dir_obj *r, cJSON *rj, const char *device)
+{
+    cJSON *after = cJSON_Duplicate(rj, 1);
+    if (!after)
+        return -ENOMEM;
+    api_keys keys = {.set = false};
+    int rc = 0;
+    if (!cJSON_ReplaceItemInObjectCaseSensitive(after, "device_id", cJSON_CreateString(device)) &&
+        !cJSON_AddStringToObject(after, "device_id", device))
+        rc = -ENOMEM;
+    if (rc == 0)
+        rc = recorder_prepare(x, rj, after, r, &keys);
+    if (rc == 0)
+        rc = api_put_json(x->t, x->c.actor, r, after, keys.k, keys.n);
+    if (rc == 0)
+        rc = api_recorder_sync(x, r->id);
+    cJSON_Delete(after);
+    return rc;
+}
+
+/* A new device id or site reaches the ledger's cameras now. */
+static int recorder_changed(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
+{
+    (void)j;
+    return api_recorder_sync(x, o->id);
+}
+
 /* A new recorder's channels: "Channel N", backed up, no AI. */
 static int recorder_created(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
 {
@@ -216,6 +243,14 @@ static int first_child(void *ud, const ctl_dir_obj *o)
 static int recorder_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
 {
     (void)j;
+    char key[32];
+    int kind;
+    uint64_t vd;
+    snprintf(key, sizeof(key), "%" PRIu64, o->id);
+    if (ctl_dir_lookup(x->t, "vdisk_recorder", key, &kind, &vd) == 0)
+        return api_fail(x, 409, "in_use",
+                        "a virtual disk covers this recorder: give the disk another recorder "
+                        "(step 1) or cancel it first");
     ctl_dir_obj ch = {0};
     int rc;
     /* Channels one at a time: their bookmarks go first. */
@@ -254,6 +289,7 @@ const api_kind api_recorder_kind = {
     .prepare = recorder_prepare,
     .created = recorder_created,
     .deleting = recorder_deleting,
+    .changed = recorder_changed,
 };
 
 static const char *const dashcam_filters[] = {"model", "name", "serial", "plate", NULL};
@@ -274,6 +310,7 @@ const api_kind api_dashcam_kind = {
     .prepare = recorder_prepare,
     .created = recorder_created,
     .deleting = recorder_deleting,
+    .changed = recorder_changed,
 };
 
 /* --- Channels --- */
@@ -284,17 +321,76 @@ static const ctl_field channel_modify_fields[] = {
     {"ai_algorithms", CTL_F_STRINGS, false, 0, 8, NULL, false},
 };
 
-static int channel_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_dir_obj *o,
-                           api_keys *keys)
+bool api_ai_algorithm_known(const char *name)
 {
-    (void)before, (void)o, (void)keys;
-    const cJSON *ai = cJSON_GetObjectItemCaseSensitive(after, "ai_algorithms");
+    for (const char *const *a = ai_algorithms; *a; a++)
+        if (strcmp(*a, name) == 0)
+            return true;
+    return false;
+}
+
+/* What the client's AI subscriptions allow: algorithms and channels. */
+typedef struct {
+    const cJSON *want; /* the channel's algorithms */
+    unsigned long long allowed_mask;
+    int64_t channels_max;
+    int subs;
+} ai_allow;
+
+static int ai_sub_cb(void *ud, const ctl_dir_obj *o)
+{
+    ai_allow *a = ud;
+    cJSON *j = cJSON_Parse(o->json);
+    const cJSON *al = cJSON_GetObjectItemCaseSensitive(j, "algorithms");
     int i = 0;
+    for (const cJSON *w = a->want->child; w; w = w->next, i++)
+        for (const cJSON *e = al ? al->child : NULL; e; e = e->next)
+            if (cJSON_IsString(e) && strcmp(e->valuestring, w->valuestring) == 0)
+                a->allowed_mask |= 1ull << i;
+    a->channels_max += api_jint(j, "channels_max");
+    a->subs++;
+    cJSON_Delete(j);
+    return 0;
+}
+
+/* Channels of the client's recorders that run AI, other than self. */
+typedef struct {
+    api_ctx *x;
+    int64_t client;
+    uint64_t self;
+    int64_t count;
+    int err;
+} ai_count;
+
+static int ai_chan_cb(void *ud, const ctl_dir_obj *o)
+{
+    ai_count *c = ud;
+    if (o->id == c->self)
+        return 0;
+    cJSON *j = cJSON_Parse(o->json);
+    c->count += cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(j, "ai_algorithms")) > 0;
+    cJSON_Delete(j);
+    return 0;
+}
+
+static int ai_rec_cb(void *ud, const ctl_dir_obj *o)
+{
+    ai_count *c = ud;
+    cJSON *j = cJSON_Parse(o->json);
+    bool mine = j && api_jint(j, "client_id") == c->client;
+    cJSON_Delete(j);
+    if (mine)
+        c->err = ctl_dir_list_children(c->x->t, o->id, CTL_KIND_CHANNEL, 0, CTL_DIR_LIST_MAX,
+                                       ai_chan_cb, c, NULL);
+    return c->err ? 1 : 0;
+}
+
+int api_channel_check(api_ctx *x, const ctl_dir_obj *ch, const cJSON *after)
+{
+    const cJSON *ai = cJSON_GetObjectItemCaseSensitive(after, "ai_algorithms");
+    int i = 0, n = cJSON_GetArraySize(ai);
     for (const cJSON *e = ai ? ai->child : NULL; e; e = e->next, i++) {
-        const char *const *a = ai_algorithms;
-        while (*a && strcmp(*a, e->valuestring) != 0)
-            a++;
-        if (!*a)
+        if (!api_ai_algorithm_known(e->valuestring))
             return api_fail(x, 422, "invalid_field",
                             "field \"ai_algorithms[%d]\" is not a known algorithm (person, "
                             "vehicle, face, license_plate, intrusion, line_crossing, loitering, "
@@ -305,7 +401,56 @@ static int channel_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_di
                 return api_fail(x, 422, "invalid_field",
                                 "field \"ai_algorithms[%d]\" repeats an algorithm", i);
     }
+    if (n == 0)
+        return 0;
+    /* The recorder's client's AI subscriptions must allow each algorithm
+     * and one more channel. */
+    ctl_dir_obj r;
+    cJSON *rj;
+    int rc = api_get_json(x, CTL_KIND_RECORDER, ch->parent, &r, &rj);
+    if (rc != 0)
+        return rc;
+    int64_t client = api_jint(rj, "client_id");
+    cJSON_Delete(rj);
+    ctl_dir_obj_clear(&r);
+    ai_allow al = {.want = ai};
+    if (client && (rc = ctl_dir_list_children(x->t, (uint64_t)client, CTL_KIND_AISUB, 0,
+                                              CTL_DIR_LIST_MAX, ai_sub_cb, &al, NULL)) != 0)
+        return rc;
+    i = 0;
+    for (const cJSON *e = ai->child; e; e = e->next, i++)
+        if (!(al.allowed_mask & (1ull << i)))
+            return api_fail(x, 422, "not_subscribed",
+                            "field \"ai_algorithms[%d]\": no AI subscription of the client "
+                            "allows \"%s\"",
+                            i, e->valuestring);
+    ai_count c = {x, client, ch->id, 0, 0};
+    rc = ctl_dir_list_tenant(x->t, x->c.tenant, CTL_KIND_RECORDER, 0, CTL_DIR_LIST_MAX, ai_rec_cb,
+                             &c, NULL);
+    if (rc == 1)
+        rc = c.err;
+    if (rc != 0)
+        return rc;
+    if (c.count + 1 > al.channels_max)
+        return api_fail(x, 422, "not_subscribed",
+                        "the client's AI subscriptions allow %lld channel(s) with AI; %lld "
+                        "already use it",
+                        (long long)al.channels_max, (long long)c.count);
     return 0;
+}
+
+static int channel_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_dir_obj *o,
+                           api_keys *keys)
+{
+    (void)before, (void)keys;
+    return api_channel_check(x, o, after);
+}
+
+/* Cloud backup on or off reaches the ledger and the device now. */
+static int channel_changed(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
+{
+    (void)j;
+    return api_recorder_sync(x, o->parent);
 }
 
 static const char *const channel_filters[] = {"cloud_backup", NULL};
@@ -322,6 +467,7 @@ static const api_kind channel_kind = {
     .parent_field = "recorder_id",
     .filters = channel_filters,
     .prepare = channel_prepare,
+    .changed = channel_changed,
 };
 
 const api_route api_objects_routes[] = {

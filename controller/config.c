@@ -28,6 +28,8 @@ static const c2d_cfg_field fields[] = {
     F("max_channels", C2D_CFG_INT, max_channels, 0, 1, CHANNELS_MAX, 64, NULL),
     F("ledger_map_bytes", C2D_CFG_INT, ledger_map_bytes, 0, MAP_BYTES_MIN, MAP_BYTES_MAX,
       INT64_C(1073741824), NULL),
+    F("open_mode", C2D_CFG_BOOL, open_mode, 0, 0, 0, 0, NULL),
+    F("sweep_interval_s", C2D_CFG_INT, sweep_interval_s, 0, 1, 86400, 60, NULL),
     F("http", C2D_CFG_SKIP, http, 0, 0, 0, 0, NULL),
     F("mail", C2D_CFG_SKIP, mail, 0, 0, 0, 0, NULL),
 };

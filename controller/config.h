@@ -43,6 +43,8 @@ typedef struct {
     int64_t max_segment_bytes; /* largest segment a device may declare */
     int64_t max_channels;      /* channels 0 .. max_channels-1 are accepted */
     int64_t ledger_map_bytes;  /* LMDB map size: the ledger's upper bound */
+    int open_mode;             /* store segments of cameras no virtual disk covers (lab) */
+    int64_t sweep_interval_s;  /* retention sweep and trash emptying period */
     ctl_http_cfg http;         /* http.enabled 0: no API listener */
     ctl_mail_cfg mail;         /* always filled (defaults when "mail" is absent) */
 } ctl_config;

@@ -1,5 +1,8 @@
 #include "controller/daemon.h"
 
+#include "controller/cfgpub.h"
+#include "controller/janitor.h"
+
 #include "common/c2d_log.h"
 #include "common/c2d_mqtt.h"
 #include "common/c2d_time.h"
@@ -52,7 +55,60 @@ struct ctl_daemon {
     int log_tokens;
     int64_t log_refill_us;
     uint64_t log_suppressed;
+    /* Virtual disks (ctl_daemon_set_disks): NULL when not set. */
+    ctl_ledger *ledger;
+    const char *data_dir;
+    ctl_cfgpub *cfgpub;
+    int64_t sweep_us, next_sweep_us;
+    int commits_since_janitor;
 };
+
+void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_dir,
+                          ctl_cfgpub *cfgpub, int64_t sweep_interval_s)
+{
+    d->ledger = ledger;
+    d->data_dir = data_dir;
+    d->cfgpub = cfgpub;
+    d->sweep_us = sweep_interval_s * 1000000;
+    d->next_sweep_us = c2d_mono_us() + d->sweep_us;
+}
+
+/* Retention and the trash: after commits (evictions leave files to
+ * delete) and every sweep interval. */
+static void janitor(ctl_daemon *d)
+{
+    if (!d->ledger)
+        return;
+    int64_t now = c2d_mono_us();
+    int sweep = now >= d->next_sweep_us;
+    if (!sweep && !d->commits_since_janitor)
+        return;
+    ctl_janitor_stats st;
+    int rc = ctl_janitor_run(d->ledger, d->data_dir, sweep, c2d_now_us(), &st);
+    if (rc != 0)
+        c2d_err("janitor: %s", strerror(-rc));
+    else if (st.expired || st.deleted)
+        c2d_info("janitor: %zu segments past retention removed, %zu files deleted", st.expired,
+                 st.deleted);
+    d->commits_since_janitor = 0;
+    if (sweep)
+        d->next_sweep_us = now + d->sweep_us;
+}
+
+static int publish_cfg(void *ud, const char *device, const char *json)
+{
+    ctl_daemon *d = ud;
+    char topic[C2D_TOPIC_MAX];
+    if (c2d_topic_format(topic, sizeof(topic), device, C2D_TOPIC_CFG) != C2D_OK)
+        return -EINVAL;
+    int rc = mosquitto_publish_v5(d->mosq, NULL, topic, (int)strlen(json), json, 1, true, NULL);
+    if (rc != MOSQ_ERR_SUCCESS) {
+        c2d_warn("device %s: publishing its config: %s", device, mosquitto_strerror(rc));
+        return -EIO;
+    }
+    c2d_debug("device %s: config %s", device, json);
+    return 0;
+}
 
 /* Copies s for a log line: printable ASCII only, bounded. */
 static const char *printable(const char *s, char *buf, size_t len)
@@ -155,7 +211,7 @@ static void flush_evt(ctl_daemon *d)
         items[i].device = d->evt_device[i];
         items[i].msg = &d->evt[i];
     }
-    int rc = ctl_devmsg_store_many(d->dir, items, d->nevt, results);
+    int rc = ctl_devmsg_store_many(d->dir, d->ledger, items, d->nevt, results);
     if (rc != 0)
         evt_log(d, C2D_LOG_ERROR, "storing %zu evt messages: %s; dropped", d->nevt, strerror(-rc));
     for (size_t i = 0; rc == 0 && i < d->nevt; i++) {
@@ -224,6 +280,8 @@ static void on_connect(struct mosquitto *m, void *ud, int rc, int flags,
     }
     d->session_ok = 1;
     d->backoff_ms = CTL_BACKOFF_MIN_MS;
+    if (d->cfgpub)
+        ctl_cfgpub_mark_all(d->cfgpub); /* retained configs may be gone with the broker */
     c2d_info("connected to %s:%" PRId64 " (session %s)", d->broker->host, d->broker->port,
              (flags & 1) ? "resumed" : "new");
     int src = mosquitto_subscribe_multiple(m, NULL, d->nsubs, d->subs, 1, 0, NULL);
@@ -260,7 +318,7 @@ static void take_commits(ctl_daemon *d)
     ctl_commit_job jobs[DONE_BATCH];
     size_t n;
     while ((n = ctl_committer_take(d->committer, jobs, DONE_BATCH)) > 0)
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++, d->commits_since_janitor++)
             if (ctl_ingest_commit_done(d->ing, &jobs[i], sink, d) != 0)
                 c2d_err("device %s: commit of ch %u start %" PRId64 " unknown to ingest",
                         jobs[i].key.device, jobs[i].key.channel, jobs[i].key.start_us);
@@ -279,16 +337,25 @@ static int submit_commit(void *ud, const ctl_commit_job *job)
 static int loop_once(ctl_daemon *d, int timeout_ms)
 {
     if (d->committer) {
-        struct pollfd p[2];
+        struct pollfd p[3];
+        nfds_t n = 2;
         p[0].fd = mosquitto_socket(d->mosq);
         p[0].events = POLLIN | (mosquitto_want_write(d->mosq) ? POLLOUT : 0);
         p[1].fd = ctl_committer_fd(d->committer);
         p[1].events = POLLIN;
-        p[0].revents = p[1].revents = 0;
-        if (poll(p, 2, timeout_ms) < 0 && errno != EINTR)
+        if (d->cfgpub && d->session_ok) {
+            p[2].fd = ctl_cfgpub_fd(d->cfgpub);
+            p[2].events = POLLIN;
+            n = 3;
+        }
+        p[0].revents = p[1].revents = p[2].revents = 0;
+        if (poll(p, n, timeout_ms) < 0 && errno != EINTR)
             return MOSQ_ERR_ERRNO;
         if (p[1].revents)
             take_commits(d);
+        if (n == 3 && p[2].revents)
+            ctl_cfgpub_flush(d->cfgpub, publish_cfg, d);
+        janitor(d);
         timeout_ms = 0;
     }
     return mosquitto_loop(d->mosq, timeout_ms, 1);

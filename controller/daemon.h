@@ -57,6 +57,14 @@ int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer 
  * moment and disconnects, keeping the session. Returns 0. */
 int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop);
 
+/* Virtual disks: runs the janitor (retention sweep every sweep_interval_s,
+ * files of removed segments after commits) on ledger with data_dir, and
+ * publishes the retained device configs cfgpub marks. Before
+ * ctl_daemon_run; all borrowed. */
+typedef struct ctl_cfgpub ctl_cfgpub;
+void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_dir,
+                          ctl_cfgpub *cfgpub, int64_t sweep_interval_s);
+
 /* NULL is a no-op. */
 void ctl_daemon_free(ctl_daemon *d);
 

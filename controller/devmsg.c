@@ -1,5 +1,7 @@
 #include "controller/devmsg.h"
 
+#include "controller/quota.h"
+
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
@@ -429,9 +431,23 @@ static void trip_key(char buf[TRIP_KEY_LEN], uint64_t recorder, int64_t at_us)
     snprintf(buf, TRIP_KEY_LEN, "%016" PRIx64 ":%016" PRIx64, recorder, (uint64_t)at_us);
 }
 
+/* An event protects its channel's recordings around it from overwrite
+ * (issue 4), within its disk's bound: beyond it the event is kept and its
+ * recordings are not protected. */
+static int protect_event(ctl_ledger *l, ctl_dir_txn *t, const char *device, const ctl_devmsg *m,
+                         uint64_t event_id)
+{
+    if (!l || m->type != CTL_DEVMSG_EVENT || !m->channel)
+        return 0;
+    int64_t from = m->at_us - CTL_DEVMSG_PROTECT_US, to = m->at_us + CTL_DEVMSG_PROTECT_US;
+    int rc = ctl_quota_protect(l, ctl_dir_txn_mdb(t), device, (uint16_t)m->channel,
+                               from < 0 ? 0 : from, to, event_id, NULL);
+    return rc == -EDQUOT || rc == -EEXIST || rc == -EINVAL ? 0 : rc;
+}
+
 /* Stores one message in t. Returns 0 (stored or already there), -ENOENT,
  * -EINVAL, or an error after which t must be aborted. */
-static int store_one(ctl_dir_txn *t, const char *device, const ctl_devmsg *m)
+static int store_one(ctl_dir_txn *t, ctl_ledger *l, const char *device, const ctl_devmsg *m)
 {
     if (!device || !c2d_device_id_valid(device) || ctl_devmsg_valid(m, INT64_MAX) != 0)
         return -EINVAL;
@@ -473,17 +489,20 @@ static int store_one(ctl_dir_txn *t, const char *device, const ctl_devmsg *m)
     ctl_dir_ukey k = {ns, key};
     rc = ctl_dir_put(t, m->type == CTL_DEVMSG_EVENT ? actor : NULL, &o, &k, 1);
     free(json);
+    if (rc == 0)
+        rc = protect_event(l, t, device, m, o.id);
     return rc == -EEXIST ? 0 : rc;
 }
 
-int ctl_devmsg_store_many(ctl_dir *dir, const ctl_devmsg_item *items, size_t n, int *results)
+int ctl_devmsg_store_many(ctl_dir *dir, ctl_ledger *l, const ctl_devmsg_item *items, size_t n,
+                          int *results)
 {
     if (!dir || !items || !results || n == 0 || n > CTL_DIR_LIST_MAX)
         return -EINVAL;
     ctl_dir_txn *t = NULL;
     int rc = ctl_dir_begin(dir, 1, &t);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        int r = store_one(t, items[i].device, items[i].msg);
+        int r = store_one(t, l, items[i].device, items[i].msg);
         if (r == 0 || r == -ENOENT || r == -EINVAL)
             results[i] = r; /* nothing of t was harmed */
         else
@@ -503,7 +522,7 @@ int ctl_devmsg_store(ctl_dir *dir, const char *device, const ctl_devmsg *m)
 {
     ctl_devmsg_item item = {device, m};
     int result;
-    int rc = ctl_devmsg_store_many(dir, &item, 1, &result);
+    int rc = ctl_devmsg_store_many(dir, NULL, &item, 1, &result);
     return rc != 0 ? rc : result;
 }
 

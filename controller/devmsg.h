@@ -25,6 +25,7 @@
 #define CTL_DEVMSG_H
 
 #include "controller/directory.h"
+#include "controller/ledger.h"
 
 #include <cjson/cJSON.h>
 #include <stddef.h>
@@ -100,7 +101,14 @@ typedef struct {
  * (whatever the results), else -errno of the directory (-EROFS, -ENOSPC,
  * -EIO, -ENOMEM, ...), which is also written to every results[i]: then
  * nothing of the batch was written. */
-int ctl_devmsg_store_many(ctl_dir *dir, const ctl_devmsg_item *items, size_t n, int *results);
+/* Recordings an event (with a channel) protects from overwrite: this long
+ * before and after it (issue 4; quota.h's bound applies). */
+#define CTL_DEVMSG_PROTECT_US (INT64_C(30) * 1000000)
+
+/* l (may be NULL): the ledger whose virtual disks events protect
+ * recordings in. */
+int ctl_devmsg_store_many(ctl_dir *dir, ctl_ledger *l, const ctl_devmsg_item *items, size_t n,
+                          int *results);
 
 /* One message in its own transaction: 0 (stored or redelivery), -ENOENT
  * (no recorder for device), -EINVAL, or the directory's -errno. */

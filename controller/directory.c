@@ -37,12 +37,25 @@ struct ctl_dir_txn {
 };
 
 static const char *const kind_names[CTL_KIND_MAX + 1] = {
-    [CTL_KIND_TENANT] = "tenant",     [CTL_KIND_CLIENT] = "client",     [CTL_KIND_SITE] = "site",
-    [CTL_KIND_RECORDER] = "recorder", [CTL_KIND_CHANNEL] = "channel",   [CTL_KIND_USER] = "user",
-    [CTL_KIND_ROLE] = "role",         [CTL_KIND_SESSION] = "session",   [CTL_KIND_GROUP] = "group",
-    [CTL_KIND_BOOKMARK] = "bookmark", [CTL_KIND_GEOFENCE] = "geofence", [CTL_KIND_EVENT] = "event",
-    [CTL_KIND_DRIVER] = "driver",     [CTL_KIND_SETTINGS] = "settings", [CTL_KIND_LINK] = "link",
+    [CTL_KIND_TENANT] = "tenant",
+    [CTL_KIND_CLIENT] = "client",
+    [CTL_KIND_SITE] = "site",
+    [CTL_KIND_RECORDER] = "recorder",
+    [CTL_KIND_CHANNEL] = "channel",
+    [CTL_KIND_USER] = "user",
+    [CTL_KIND_ROLE] = "role",
+    [CTL_KIND_SESSION] = "session",
+    [CTL_KIND_GROUP] = "group",
+    [CTL_KIND_BOOKMARK] = "bookmark",
+    [CTL_KIND_GEOFENCE] = "geofence",
+    [CTL_KIND_EVENT] = "event",
+    [CTL_KIND_DRIVER] = "driver",
+    [CTL_KIND_SETTINGS] = "settings",
+    [CTL_KIND_LINK] = "link",
     [CTL_KIND_LOCATION] = "location",
+    [CTL_KIND_PLAYBACK] = "playback",
+    [CTL_KIND_VDISK] = "vdisk",
+    [CTL_KIND_AISUB] = "ai_subscription",
 };
 
 const char *ctl_dir_kind_name(int kind)
@@ -589,6 +602,21 @@ int ctl_dir_del(ctl_dir_txn *t, const char *actor, int kind, uint64_t id)
 out:
     free(before);
     free(oldkeys);
+    return rc;
+}
+
+int ctl_dir_audit_note(ctl_dir_txn *t, const char *actor, uint64_t tenant, int kind, uint64_t id,
+                       const char *action, const cJSON *detail)
+{
+    if (!t->write)
+        return -EROFS;
+    if (!actor || !*actor || !action || !*action || !kind_valid(kind))
+        return -EINVAL;
+    char *text = NULL;
+    if (detail && !(text = cJSON_PrintUnformatted(detail)))
+        return -ENOMEM;
+    int rc = write_audit(t, actor, tenant, kind, id, action, NULL, text);
+    cJSON_free(text);
     return rc;
 }
 

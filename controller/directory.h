@@ -43,6 +43,7 @@
 
 #include "controller/ledger.h"
 
+#include <cjson/cJSON.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,7 +83,10 @@ typedef enum {
     CTL_KIND_SETTINGS = 14,
     CTL_KIND_LINK = 15,     /* one-time set-password link */
     CTL_KIND_LOCATION = 16, /* a dashcam's position report (map) */
-    CTL_KIND_MAX = CTL_KIND_LOCATION
+    CTL_KIND_PLAYBACK = 17, /* a short-lived recordings playback token */
+    CTL_KIND_VDISK = 18,    /* a virtual-disk subscription */
+    CTL_KIND_AISUB = 19,    /* an AI subscription */
+    CTL_KIND_MAX = CTL_KIND_AISUB
 } ctl_dir_kind;
 
 /* "tenant", "client", ...; NULL for a kind that is not one. */
@@ -183,6 +187,14 @@ int ctl_dir_put(ctl_dir_txn *t, const char *actor, ctl_dir_obj *obj, const ctl_d
  * there is none. actor as for ctl_dir_put (action "delete", after null).
  * Children are not touched: the caller checks ctl_dir_count_children first. */
 int ctl_dir_del(ctl_dir_txn *t, const char *actor, int kind, uint64_t id);
+
+/* Writes an audit entry that records no change: an access such as a
+ * recording viewed, downloaded or exported (action "view", "download",
+ * "export"). The entry is {actor, at, tenant, kind, id, action, before:
+ * null, after: detail} (detail NULL: null), indexed like a change's (by
+ * time, object and tenant). actor and action are required (-EINVAL). */
+int ctl_dir_audit_note(ctl_dir_txn *t, const char *actor, uint64_t tenant, int kind, uint64_t id,
+                       const char *action, const cJSON *detail);
 
 /* The object holding a unique key: *kind and *id set on success, -ENOENT if
  * none. */

@@ -13,12 +13,16 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 /* Bytes of an error message kept (see ctl_http_resp_error). */
 #define ERR_MESSAGE_MAX 512
 
 /* Bytes of the Allow header: every method of the table, comma separated. */
 #define ALLOW_MAX 256
+
+/* Bytes of a Content-Type a handler sets ("application/vnd.apple.mpegurl"). */
+#define CTYPE_MAX 64
 
 typedef struct {
     char *method;
@@ -48,6 +52,13 @@ struct ctl_http_resp {
     char *body; /* cJSON_PrintUnformatted output (cJSON's allocator) or NULL */
     size_t nh;
     char *hname[CTL_HTTP_RESP_HEADERS_MAX], *hval[CTL_HTTP_RESP_HEADERS_MAX];
+    /* ctl_http_resp_bytes / _fd: the body and its type instead of JSON. */
+    char ctype[CTYPE_MAX];
+    char *bin; /* malloc'd bytes */
+    size_t blen;
+    bool has_fd;
+    int fd;
+    uint64_t fd_size;
 };
 
 struct ctl_http_req {
@@ -140,9 +151,24 @@ static bool valid_status(unsigned status)
     return status >= 100 && status <= 599;
 }
 
-static void resp_clear(ctl_http_resp *r)
+/* Drops the body set so far (a file is closed). */
+static void resp_body_reset(ctl_http_resp *r)
 {
     cJSON_free(r->body);
+    r->body = NULL;
+    free(r->bin);
+    r->bin = NULL;
+    r->blen = 0;
+    if (r->has_fd)
+        close(r->fd);
+    r->has_fd = false;
+    r->fd_size = 0;
+    r->ctype[0] = '\0';
+}
+
+static void resp_clear(ctl_http_resp *r)
+{
+    resp_body_reset(r);
     for (size_t i = 0; i < r->nh; i++) {
         free(r->hname[i]);
         free(r->hval[i]);
@@ -320,6 +346,104 @@ static enum MHD_Result queue_error(struct MHD_Connection *conn, unsigned status,
     return queue(conn, status, body, r, close);
 }
 
+/* Parses a single "bytes=a-b", "bytes=a-" or "bytes=-n" against size:
+ * 1 with [*from, *from + *len) set, 0 to send the whole file (no header,
+ * several ranges, a form we do not read), -1 unsatisfiable. */
+static int parse_range(const char *h, uint64_t size, uint64_t *from, uint64_t *len)
+{
+    if (!h || strncmp(h, "bytes=", 6) != 0 || strchr(h, ','))
+        return 0;
+    const char *p = h + 6;
+    char *end;
+    uint64_t a = 0, b = size ? size - 1 : 0;
+    bool suffix = *p == '-';
+    if (!suffix) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        errno = 0;
+        a = strtoull(p, &end, 10);
+        if (errno || *end != '-')
+            return 0;
+        p = end;
+    }
+    p++; /* the '-' */
+    if (*p) {
+        if (*p < '0' || *p > '9')
+            return 0;
+        errno = 0;
+        uint64_t v = strtoull(p, &end, 10);
+        if (errno || *end)
+            return 0;
+        if (suffix) {
+            if (v == 0)
+                return -1;
+            a = v >= size ? 0 : size - v;
+        } else if (v < b) {
+            b = v;
+        }
+    } else if (suffix) {
+        return 0;
+    }
+    if (size == 0 || a >= size || a > b)
+        return -1;
+    *from = a;
+    *len = b - a + 1;
+    return 1;
+}
+
+/* Queues a bytes or file response of r (taking its body or fd). */
+static enum MHD_Result queue_raw(struct MHD_Connection *conn, const char *method, ctl_http_resp *r)
+{
+    unsigned status = r->status;
+    uint64_t off = 0, len = r->fd_size;
+    char crange[80] = "";
+    struct MHD_Response *mr;
+    if (r->has_fd) {
+        int rr = status == 200 && strcmp(method, "GET") == 0
+                     ? parse_range(MHD_lookup_connection_value(conn, MHD_HEADER_KIND, "Range"),
+                                   r->fd_size, &off, &len)
+                     : 0;
+        if (rr < 0) {
+            snprintf(crange, sizeof(crange), "bytes */%llu", (unsigned long long)r->fd_size);
+            close(r->fd);
+            r->has_fd = false;
+            ctl_http_resp hr = {0};
+            enum MHD_Result res = ctl_http_resp_header(&hr, "Content-Range", crange) == 0
+                                      ? queue_error(conn, 416, "range_not_satisfiable",
+                                                    "range outside the file", &hr, false)
+                                      : MHD_NO;
+            resp_clear(&hr);
+            return res;
+        }
+        if (rr > 0) {
+            status = 206;
+            snprintf(crange, sizeof(crange), "bytes %llu-%llu/%llu", (unsigned long long)off,
+                     (unsigned long long)(off + len - 1), (unsigned long long)r->fd_size);
+        }
+        mr = MHD_create_response_from_fd_at_offset64(len, r->fd, off);
+        if (mr)
+            r->has_fd = false; /* MHD closes it */
+    } else {
+        mr = MHD_create_response_from_buffer_with_free_callback(r->blen, r->bin, free);
+        if (mr)
+            r->bin = NULL;
+    }
+    if (!mr)
+        return MHD_NO;
+    bool ok = MHD_add_response_header(mr, "Content-Type", r->ctype) == MHD_YES;
+    ok &= MHD_add_response_header(mr, "X-Content-Type-Options", "nosniff") == MHD_YES;
+    ok &= MHD_add_response_header(mr, "Cache-Control", "no-store") == MHD_YES;
+    if (r->fd_size || crange[0])
+        ok &= MHD_add_response_header(mr, "Accept-Ranges", "bytes") == MHD_YES;
+    if (crange[0])
+        ok &= MHD_add_response_header(mr, "Content-Range", crange) == MHD_YES;
+    for (size_t i = 0; i < r->nh; i++)
+        ok &= MHD_add_response_header(mr, r->hname[i], r->hval[i]) == MHD_YES;
+    enum MHD_Result res = ok ? MHD_queue_response(conn, status, mr) : MHD_NO;
+    MHD_destroy_response(mr);
+    return res;
+}
+
 int ctl_http_resp_json(ctl_http_resp *resp, unsigned status, cJSON *body)
 {
     if (!body || !valid_status(status)) {
@@ -330,7 +454,7 @@ int ctl_http_resp_json(ctl_http_resp *resp, unsigned status, cJSON *body)
     cJSON_Delete(body);
     if (!s)
         return -ENOMEM;
-    cJSON_free(resp->body);
+    resp_body_reset(resp);
     resp->body = s;
     resp->status = status;
     resp->set = true;
@@ -352,7 +476,7 @@ int ctl_http_resp_error(ctl_http_resp *resp, unsigned status, const char *code, 
     char *s = error_body(code, msg);
     if (!s)
         return -ENOMEM;
-    cJSON_free(resp->body);
+    resp_body_reset(resp);
     resp->body = s;
     resp->status = status;
     resp->set = true;
@@ -363,8 +487,50 @@ int ctl_http_resp_empty(ctl_http_resp *resp, unsigned status)
 {
     if (!valid_status(status))
         return -EINVAL;
-    cJSON_free(resp->body);
+    resp_body_reset(resp);
     resp->body = NULL;
+    resp->status = status;
+    resp->set = true;
+    return 0;
+}
+
+static bool ctype_ok(const char *t)
+{
+    return t && *t && strlen(t) < CTYPE_MAX && !strpbrk(t, "\r\n");
+}
+
+int ctl_http_resp_bytes(ctl_http_resp *resp, unsigned status, const char *content_type,
+                        const void *buf, size_t len)
+{
+    if (!valid_status(status) || !ctype_ok(content_type) || (!buf && len))
+        return -EINVAL;
+    char *copy = malloc(len ? len : 1);
+    if (!copy)
+        return -ENOMEM;
+    if (len)
+        memcpy(copy, buf, len);
+    resp_body_reset(resp);
+    resp->bin = copy;
+    resp->blen = len;
+    snprintf(resp->ctype, sizeof(resp->ctype), "%s", content_type);
+    resp->status = status;
+    resp->set = true;
+    return 0;
+}
+
+int ctl_http_resp_fd(ctl_http_resp *resp, unsigned status, const char *content_type, int fd,
+                     uint64_t size)
+{
+    if (!valid_status(status) || !ctype_ok(content_type) || fd < 0) {
+        if (fd >= 0)
+            close(fd);
+        return -EINVAL;
+    }
+    resp_body_reset(resp);
+    resp->has_fd = true;
+    resp->fd = fd;
+    resp->fd_size = size;
+    snprintf(resp->ctype, sizeof(resp->ctype), "%s", content_type);
     resp->status = status;
     resp->set = true;
     return 0;
@@ -808,6 +974,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         res = queue_error(conn, 500, "internal", "internal error", NULL, false);
     } else if (!resp.set) {
         res = queue(conn, 204, NULL, &resp, false);
+    } else if (resp.bin || resp.has_fd) {
+        res = queue_raw(conn, req->method, &resp);
     } else {
         char *body = resp.body;
         resp.body = NULL;

@@ -39,7 +39,8 @@
  * An empty body is no body: ctl_http_req_json returns NULL.
  *
  * Every response carries Content-Type: application/json (bodies are JSON or
- * empty), X-Content-Type-Options: nosniff and Cache-Control: no-store.
+ * empty; ctl_http_resp_bytes / _fd set their own type), X-Content-Type-
+ * Options: nosniff and Cache-Control: no-store.
  *
  * Threads: the daemon runs its own threads (one polling thread, or a pool of
  * `threads`). Handlers run on those threads, several at once with a pool, so
@@ -180,8 +181,25 @@ int ctl_http_resp_json(ctl_http_resp *resp, unsigned status, cJSON *body);
 int ctl_http_resp_error(ctl_http_resp *resp, unsigned status, const char *code, const char *fmt,
                         ...) __attribute__((format(printf, 4, 5)));
 
-/* Answers status with no body (e.g. 204). 0 or -EINVAL. */
+/* Answers status with no body (e.g. 204). 0 or -EINVAL. Each ctl_http_resp_*
+ * answer replaces the one set before (a file set before is closed). */
 int ctl_http_resp_empty(ctl_http_resp *resp, unsigned status);
+
+/* Answers status with len bytes of buf (copied) as content_type (for
+ * bodies that are not JSON: an HLS playlist). 0, -EINVAL (bad status,
+ * content type with CR/LF, buf NULL with len) or -ENOMEM. */
+int ctl_http_resp_bytes(ctl_http_resp *resp, unsigned status, const char *content_type,
+                        const void *buf, size_t len);
+
+/* Answers status with the first size bytes of the open file fd as
+ * content_type, streamed from the file (a recording). The response owns fd
+ * from this call on, on error too: it is closed once sent or replaced.
+ * A GET answered 200 honours one "Range: bytes=a-b" (also "a-", "-n") of
+ * the request: 206 with Content-Range, or 416 when the range starts past
+ * the end; several ranges get the whole file. Such responses carry
+ * Accept-Ranges: bytes. 0 or -EINVAL (bad status or content type, fd < 0). */
+int ctl_http_resp_fd(ctl_http_resp *resp, unsigned status, const char *content_type, int fd,
+                     uint64_t size);
 
 /* Adds a header to the response (e.g. WWW-Authenticate, Retry-After),
  * copied. 0; -EINVAL (a CR, LF or NUL in name or value, or a header the

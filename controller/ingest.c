@@ -310,6 +310,22 @@ static int discard(ctl_ingest *ing, const ctl_seg_key *key)
     return rc ? rc : rc2;
 }
 
+/* The ack reason of a commit or precheck error: the virtual disk's
+ * refusals (proto/README.md), else "storage". */
+static const char *disk_reason(int rc)
+{
+    switch (rc) {
+    case -EDQUOT:
+        return "quota_full";
+    case -ENODEV:
+        return "no_disk";
+    case -EACCES:
+        return "backup_off";
+    default:
+        return "storage";
+    }
+}
+
 /* ---- answers -------------------------------------------------------------- */
 
 typedef struct {
@@ -477,6 +493,14 @@ static ctl_ingest_result on_begin(reply_ctx *r, const c2d_msg *m)
     }
     if (rc != -ENOENT)
         goto storage;
+
+    /* The virtual disk would refuse it: say so before the upload. */
+    if ((rc = ctl_ledger_precheck(ing->ledger, &key, m->size)) != 0) {
+        if (rc != -EDQUOT && rc != -ENODEV && rc != -EACCES)
+            goto storage;
+        detail(ing, "refused by its virtual disk: %s", disk_reason(rc));
+        return reject(r, ch, start, held_of(ing, r->device, ch, start), disk_reason(rc));
+    }
 
     entry *e = find(ing, &key);
     if (e && e->committing) {
@@ -646,7 +670,7 @@ static ctl_ingest_result finish_commit(reply_ctx *r, entry *e, const ctl_commit_
         detail(ing, "commit: %s%s", strerror(-job->rc),
                job->unput_error ? "; segment left in the store without a record" : "");
         status = C2D_ACK_REJECTED;
-        reason = "storage";
+        reason = disk_reason(job->rc);
         if (job->unput_error) {
             drop(ing, e);
             offset = 0;

@@ -8,35 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Record layouts (big-endian), version byte first so they can evolve. */
-#define REC_VERSION 1
-#define SHA_RAW 32
-#define SEG_FIXED (1 + 8 + 8 + SHA_RAW + 8 + 2) /* + path */
-#define PART_LEN (1 + 8 + 8 + SHA_RAW + 8)
-#define USAGE_LEN 16
-/* Keys: device\0 + ch BE16 (+ start BE64). */
-#define KEY_MAX (C2D_DEVICE_ID_MAX + 1 + 2 + 8)
-
-struct ctl_ledger {
-    MDB_env *env;
-    int readonly;
-    int have_dbs; /* 0 for a read-only ledger whose databases do not exist yet */
-    MDB_dbi segments, usage, partials;
-};
-
-static void put_be(uint8_t *p, uint64_t v, int n)
-{
-    for (int i = 0; i < n; i++)
-        p[i] = (uint8_t)(v >> (8 * (n - 1 - i)));
-}
-
-static uint64_t get_be(const uint8_t *p, int n)
-{
-    uint64_t v = 0;
-    for (int i = 0; i < n; i++)
-        v = (v << 8) | p[i];
-    return v;
-}
+#include "controller/ledger_int.h"
 
 static int hex_to_raw(const char *hex, uint8_t raw[SHA_RAW])
 {
@@ -65,8 +37,8 @@ static void raw_to_hex(const uint8_t raw[SHA_RAW], char hex[65])
 }
 
 /* Builds the key; with_start 0 gives the usage key (device, ch). */
-static size_t make_key(uint8_t buf[KEY_MAX], const char *device, uint16_t ch, int64_t start,
-                       int with_start)
+size_t ctl_ledger_make_key(uint8_t buf[KEY_MAX], const char *device, uint16_t ch, int64_t start,
+                           int with_start)
 {
     size_t n = strlen(device);
     memcpy(buf, device, n + 1);
@@ -78,7 +50,7 @@ static size_t make_key(uint8_t buf[KEY_MAX], const char *device, uint16_t ch, in
 }
 
 /* Decodes a key back; -EIO if it is not one of ours. */
-static int parse_key(const MDB_val *k, int with_start, ctl_seg_key *out)
+int ctl_ledger_parse_key(const MDB_val *k, int with_start, ctl_seg_key *out)
 {
     const uint8_t *p = k->mv_data;
     const uint8_t *nul = memchr(p, '\0', k->mv_size);
@@ -98,13 +70,15 @@ static int parse_key(const MDB_val *k, int with_start, ctl_seg_key *out)
     return 0;
 }
 
-static int decode_segment(const MDB_val *v, ctl_segment_rec *out)
+int ctl_ledger_decode_segment(const MDB_val *v, ctl_segment_rec *out)
 {
     const uint8_t *p = v->mv_data;
-    if (v->mv_size < SEG_FIXED || p[0] != REC_VERSION)
+    /* Version 1 has no disk; version 2 adds it before the path. */
+    size_t fixed = v->mv_size >= 1 && p[0] == SEG_VERSION_DISK ? SEG_FIXED_DISK : SEG_FIXED;
+    if (v->mv_size < fixed || (p[0] != REC_VERSION && p[0] != SEG_VERSION_DISK))
         return -EIO;
-    size_t plen = (size_t)get_be(p + 57, 2);
-    if (v->mv_size != SEG_FIXED + plen || plen >= CTL_LEDGER_PATH_MAX)
+    size_t plen = (size_t)get_be(p + fixed - 2, 2);
+    if (v->mv_size != fixed + plen || plen >= CTL_LEDGER_PATH_MAX)
         return -EIO;
     ctl_segment_rec r;
     memset(&r, 0, sizeof(r));
@@ -112,7 +86,9 @@ static int decode_segment(const MDB_val *v, ctl_segment_rec *out)
     r.size = get_be(p + 9, 8);
     raw_to_hex(p + 17, r.sha256);
     r.committed_us = (int64_t)get_be(p + 49, 8);
-    memcpy(r.path, p + SEG_FIXED, plen);
+    if (fixed == SEG_FIXED_DISK)
+        r.disk_id = get_be(p + 57, 8);
+    memcpy(r.path, p + fixed, plen);
     *out = r;
     return 0;
 }
@@ -132,7 +108,7 @@ static int decode_partial(const MDB_val *v, ctl_partial_rec *out)
     return 0;
 }
 
-static int decode_usage(const MDB_val *v, ctl_usage_rec *out)
+int ctl_ledger_decode_usage(const MDB_val *v, ctl_usage_rec *out)
 {
     if (v->mv_size != USAGE_LEN)
         return -EIO;
@@ -170,6 +146,8 @@ int ctl_ledger_open(const char *dir, uint64_t map_bytes, int readonly, ctl_ledge
         rc = c2d_mdb_errno(mdb_dbi_open(txn, "usage", flags, &l->usage));
     if (rc == 0)
         rc = c2d_mdb_errno(mdb_dbi_open(txn, "partials", flags, &l->partials));
+    if (rc == 0)
+        rc = ctl_quota_open_dbs(l, txn, flags);
     if (rc == 0) {
         l->have_dbs = 1;
     } else if (!(readonly && rc == -ENOENT)) {
@@ -202,6 +180,11 @@ MDB_env *ctl_ledger_env(ctl_ledger *l)
     return l->env;
 }
 
+void ctl_ledger_set_open_mode(ctl_ledger *l, int on)
+{
+    l->open_mode = on;
+}
+
 int ctl_ledger_readonly(const ctl_ledger *l)
 {
     return l->readonly;
@@ -227,7 +210,7 @@ static int get_one(ctl_ledger *l, MDB_dbi dbi, const uint8_t *k, size_t klen,
 
 static int dec_seg(const MDB_val *v, void *out)
 {
-    return decode_segment(v, out);
+    return ctl_ledger_decode_segment(v, out);
 }
 
 static int dec_part(const MDB_val *v, void *out)
@@ -237,7 +220,7 @@ static int dec_part(const MDB_val *v, void *out)
 
 static int dec_usage(const MDB_val *v, void *out)
 {
-    return decode_usage(v, out);
+    return ctl_ledger_decode_usage(v, out);
 }
 
 int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_rec *out)
@@ -245,7 +228,7 @@ int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_re
     if (!ctl_seg_key_valid(key))
         return -EINVAL;
     uint8_t k[KEY_MAX];
-    size_t n = make_key(k, key->device, key->channel, key->start_us, 1);
+    size_t n = ctl_ledger_make_key(k, key->device, key->channel, key->start_us, 1);
     return get_one(l, l->segments, k, n, dec_seg, out);
 }
 
@@ -254,7 +237,7 @@ int ctl_ledger_get_partial(ctl_ledger *l, const ctl_seg_key *key, ctl_partial_re
     if (!ctl_seg_key_valid(key))
         return -EINVAL;
     uint8_t k[KEY_MAX];
-    size_t n = make_key(k, key->device, key->channel, key->start_us, 1);
+    size_t n = ctl_ledger_make_key(k, key->device, key->channel, key->start_us, 1);
     return get_one(l, l->partials, k, n, dec_part, out);
 }
 
@@ -263,56 +246,90 @@ int ctl_ledger_get_usage(ctl_ledger *l, const char *device, uint16_t channel, ct
     if (!c2d_device_id_valid(device))
         return -EINVAL;
     uint8_t k[KEY_MAX];
-    size_t n = make_key(k, device, channel, 0, 0);
+    size_t n = ctl_ledger_make_key(k, device, channel, 0, 0);
     return get_one(l, l->usage, k, n, dec_usage, out);
 }
 
-/* Encodes a segment record into v (SEG_FIXED + CTL_LEDGER_PATH_MAX bytes);
- * returns its length, or 0 if rec or key is invalid. */
+/* Encodes a segment record into v (SEG_FIXED_DISK + CTL_LEDGER_PATH_MAX
+ * bytes); returns its length, or 0 if rec or key is invalid. */
 static size_t encode_segment(const ctl_seg_key *key, const ctl_segment_rec *rec, uint8_t *v)
 {
     size_t plen = strlen(rec->path);
     if (!ctl_seg_key_valid(key) || plen >= CTL_LEDGER_PATH_MAX || hex_to_raw(rec->sha256, v + 17))
         return 0;
-    v[0] = REC_VERSION;
+    v[0] = SEG_VERSION_DISK;
     put_be(v + 1, (uint64_t)rec->duration_us, 8);
     put_be(v + 9, rec->size, 8);
     put_be(v + 49, (uint64_t)rec->committed_us, 8);
-    put_be(v + 57, plen, 2);
-    memcpy(v + SEG_FIXED, rec->path, plen);
-    return SEG_FIXED + plen;
+    put_be(v + 57, rec->disk_id, 8);
+    put_be(v + 65, plen, 2);
+    memcpy(v + SEG_FIXED_DISK, rec->path, plen);
+    return SEG_FIXED_DISK + plen;
 }
 
-/* One segment inside txn: 0, -EEXIST (nothing written), or a fatal error
- * after which txn must be aborted. */
-static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key,
-                      const ctl_segment_rec *rec, const uint8_t *v, size_t vlen)
+int ctl_ledger_usage_add(MDB_txn *txn, MDB_dbi dbi, const MDB_val *key, uint64_t bytes, int sign)
 {
-    uint8_t k[KEY_MAX], uk[KEY_MAX];
-    size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
-    size_t ukn = make_key(uk, key->device, key->channel, 0, 0);
-    MDB_val mk = {kn, k}, mv = {vlen, (void *)v};
-    int rc = c2d_mdb_errno(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE));
-    if (rc != 0)
-        return rc; /* MDB_KEYEXIST leaves the transaction usable */
     ctl_usage_rec u = {0, 0};
-    MDB_val muk = {ukn, uk}, muv;
-    rc = c2d_mdb_errno(mdb_get(txn, l->usage, &muk, &muv));
+    MDB_val k = *key, v;
+    int rc = c2d_mdb_errno(mdb_get(txn, dbi, &k, &v));
     if (rc == 0)
-        rc = decode_usage(&muv, &u);
+        rc = ctl_ledger_decode_usage(&v, &u);
     if (rc != 0 && rc != -ENOENT)
         return rc == -EEXIST ? -EIO : rc;
+    if (sign < 0 && (u.bytes < bytes || u.segments < 1))
+        return -EIO; /* the sums would go negative: the ledger is inconsistent */
+    u.bytes = sign < 0 ? u.bytes - bytes : u.bytes + bytes;
+    u.segments = sign < 0 ? u.segments - 1 : u.segments + 1;
+    if (u.segments == 0 && u.bytes == 0) {
+        rc = c2d_mdb_errno(mdb_del(txn, dbi, &k, NULL));
+        return rc == -ENOENT ? 0 : rc;
+    }
     uint8_t ub[USAGE_LEN];
-    put_be(ub, u.bytes + rec->size, 8);
-    put_be(ub + 8, u.segments + 1, 8);
-    muv.mv_size = USAGE_LEN;
-    muv.mv_data = ub;
-    if ((rc = c2d_mdb_errno(mdb_put(txn, l->usage, &muk, &muv, 0))) != 0)
+    put_be(ub, u.bytes, 8);
+    put_be(ub + 8, u.segments, 8);
+    v.mv_size = USAGE_LEN;
+    v.mv_data = ub;
+    rc = c2d_mdb_errno(mdb_put(txn, dbi, &k, &v, 0));
+    return rc == -EEXIST ? -EIO : rc;
+}
+
+/* One segment inside txn: 0; -EEXIST, -ENODEV, -EACCES or -EDQUOT (refused,
+ * nothing written); or a fatal error after which txn must be aborted. */
+static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, ctl_segment_rec *rec)
+{
+    uint8_t k[KEY_MAX], uk[KEY_MAX], v[SEG_FIXED_DISK + CTL_LEDGER_PATH_MAX];
+    size_t kn = ctl_ledger_make_key(k, key->device, key->channel, key->start_us, 1);
+    size_t ukn = ctl_ledger_make_key(uk, key->device, key->channel, 0, 0);
+    MDB_val mk = {kn, k}, mv;
+    int rc = c2d_mdb_errno(mdb_get(txn, l->segments, &mk, &mv));
+    if (rc != -ENOENT)
+        return rc == 0 ? -EEXIST : rc;
+    /* The disk's rules, evictions included, in this transaction. */
+    if ((rc = ctl_quota_admit(l, txn, key, rec, &rec->disk_id)) != 0)
+        return rc;
+    size_t vlen = encode_segment(key, rec, v);
+    mv.mv_size = vlen;
+    mv.mv_data = v;
+    if ((rc = c2d_mdb_errno(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE))) != 0)
+        return rc == -EEXIST ? -EIO : rc;
+    MDB_val muk = {ukn, uk};
+    if ((rc = ctl_ledger_usage_add(txn, l->usage, &muk, rec->size, 1)) != 0)
+        return rc;
+    /* The same segment evicted and sent again before the janitor ran: its
+     * path waits in the trash, and the file is the new one's now. */
+    MDB_val tk = {strlen(rec->path), rec->path};
+    if (tk.mv_size && (rc = c2d_mdb_errno(mdb_del(txn, l->trash, &tk, NULL))) != 0 && rc != -ENOENT)
         return rc == -EEXIST ? -EIO : rc;
     rc = c2d_mdb_errno(mdb_del(txn, l->partials, &mk, NULL));
     if (rc != 0 && rc != -ENOENT)
         return rc == -EEXIST ? -EIO : rc;
     return 0;
+}
+
+/* Refusals of one segment that leave the transaction usable. */
+static int refusal(int rc)
+{
+    return rc == -EEXIST || rc == -ENODEV || rc == -EACCES || rc == -EDQUOT;
 }
 
 int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl_segment_rec *recs,
@@ -323,7 +340,7 @@ int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl
             rcs[i] = -EROFS;
         return -EROFS;
     }
-    uint8_t v[SEG_FIXED + CTL_LEDGER_PATH_MAX];
+    uint8_t v[SEG_FIXED_DISK + CTL_LEDGER_PATH_MAX];
     size_t todo = 0;
     for (size_t i = 0; i < n; i++) {
         rcs[i] = encode_segment(&keys[i], &recs[i], v) ? 0 : -EINVAL;
@@ -336,9 +353,9 @@ int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl
     for (size_t i = 0; rc == 0 && i < n; i++) {
         if (rcs[i] != 0)
             continue;
-        size_t vlen = encode_segment(&keys[i], &recs[i], v);
-        int r = commit_one(l, txn, &keys[i], &recs[i], v, vlen);
-        if (r == -EEXIST)
+        ctl_segment_rec rec = recs[i];
+        int r = commit_one(l, txn, &keys[i], &rec);
+        if (refusal(r))
             rcs[i] = r;
         else
             rc = r;
@@ -373,7 +390,7 @@ int ctl_ledger_put_partial(ctl_ledger *l, const ctl_seg_key *key, const ctl_part
     put_be(v + 9, rec->size, 8);
     put_be(v + 49, (uint64_t)rec->created_us, 8);
     uint8_t k[KEY_MAX];
-    size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
+    size_t kn = ctl_ledger_make_key(k, key->device, key->channel, key->start_us, 1);
     MDB_txn *txn;
     int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, 0, &txn));
     if (rc != 0)
@@ -393,7 +410,7 @@ int ctl_ledger_del_partial(ctl_ledger *l, const ctl_seg_key *key)
     if (!ctl_seg_key_valid(key))
         return -EINVAL;
     uint8_t k[KEY_MAX];
-    size_t kn = make_key(k, key->device, key->channel, key->start_us, 1);
+    size_t kn = ctl_ledger_make_key(k, key->device, key->channel, key->start_us, 1);
     MDB_txn *txn;
     int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, 0, &txn));
     if (rc != 0)
@@ -451,9 +468,9 @@ static int walk_seg(void *ud, const MDB_val *k, const MDB_val *v)
     walk_ctx *w = ud;
     ctl_seg_key key;
     ctl_segment_rec rec;
-    int rc = parse_key(k, 1, &key);
+    int rc = ctl_ledger_parse_key(k, 1, &key);
     if (rc == 0)
-        rc = decode_segment(v, &rec);
+        rc = ctl_ledger_decode_segment(v, &rec);
     return rc != 0 ? rc : w->seg(w->ud, &key, &rec);
 }
 
@@ -462,7 +479,7 @@ static int walk_part(void *ud, const MDB_val *k, const MDB_val *v)
     walk_ctx *w = ud;
     ctl_seg_key key;
     ctl_partial_rec rec;
-    int rc = parse_key(k, 1, &key);
+    int rc = ctl_ledger_parse_key(k, 1, &key);
     if (rc == 0)
         rc = decode_partial(v, &rec);
     return rc != 0 ? rc : w->part(w->ud, &key, &rec);
@@ -473,9 +490,9 @@ static int walk_usage(void *ud, const MDB_val *k, const MDB_val *v)
     walk_ctx *w = ud;
     ctl_seg_key key;
     ctl_usage_rec rec;
-    int rc = parse_key(k, 0, &key);
+    int rc = ctl_ledger_parse_key(k, 0, &key);
     if (rc == 0)
-        rc = decode_usage(v, &rec);
+        rc = ctl_ledger_decode_usage(v, &rec);
     return rc != 0 ? rc : w->usage(w->ud, key.device, key.channel, &rec);
 }
 
@@ -501,4 +518,60 @@ int ctl_ledger_foreach_usage(ctl_ledger *l, ctl_ledger_usage_cb cb, void *ud)
 {
     walk_ctx w = {.usage = cb, .ud = ud};
     return walk(l, l->usage, NULL, 0, walk_usage, &w);
+}
+
+/* Ranged walk (recordings, controller/recordings.c). */
+int ctl_ledger_foreach_segment_range(ctl_ledger *l, MDB_txn *txn, const char *device,
+                                     uint16_t channel, int64_t from_us, int64_t to_us,
+                                     ctl_ledger_segment_cb cb, void *ud)
+{
+    if (!c2d_device_id_valid(device) || from_us < 0 || (to_us && to_us <= from_us))
+        return -EINVAL;
+    if (!l->have_dbs)
+        return 0;
+    MDB_txn *own = NULL;
+    MDB_cursor *cur = NULL;
+    int rc = 0;
+    if (!txn && (rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &own))) != 0)
+        return rc;
+    if ((rc = c2d_mdb_errno(mdb_cursor_open(txn ? txn : own, l->segments, &cur))) != 0)
+        goto out;
+    uint8_t k[KEY_MAX], prefix[KEY_MAX];
+    size_t plen = ctl_ledger_make_key(prefix, device, channel, 0, 0);
+    size_t kn = ctl_ledger_make_key(k, device, channel, from_us, 1);
+    MDB_val mk = {kn, k}, mv;
+    /* One step back from the first start >= from: that segment may still
+     * be running at from. */
+    int mrc = mdb_cursor_get(cur, &mk, &mv, MDB_SET_RANGE);
+    mrc = mdb_cursor_get(cur, &mk, &mv, mrc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+    if (mrc == MDB_NOTFOUND)
+        mrc = mdb_cursor_get(cur, &mk, &mv, MDB_FIRST);
+    for (; mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &mk, &mv, MDB_NEXT)) {
+        if (mk.mv_size < plen || memcmp(mk.mv_data, prefix, plen) != 0) {
+            size_t m = mk.mv_size < plen ? mk.mv_size : plen;
+            int c = memcmp(mk.mv_data, prefix, m);
+            if (c < 0 || (c == 0 && mk.mv_size < plen))
+                continue; /* the step back landed before the camera */
+            break;
+        }
+        ctl_seg_key key;
+        ctl_segment_rec rec;
+        if ((rc = ctl_ledger_parse_key(&mk, 1, &key)) != 0 ||
+            (rc = ctl_ledger_decode_segment(&mv, &rec)) != 0)
+            break;
+        if (to_us && key.start_us >= to_us)
+            break;
+        if (key.start_us + rec.duration_us <= from_us && key.start_us < from_us)
+            continue;
+        if ((rc = cb(ud, &key, &rec)) != 0)
+            break;
+    }
+    if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        rc = c2d_mdb_errno(mrc);
+out:
+    if (cur)
+        mdb_cursor_close(cur);
+    if (own)
+        mdb_txn_abort(own);
+    return rc;
 }

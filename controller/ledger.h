@@ -26,6 +26,7 @@
 
 typedef struct ctl_ledger ctl_ledger;
 typedef struct MDB_env MDB_env; /* as in lmdb.h */
+typedef struct MDB_txn MDB_txn; /* as in lmdb.h */
 
 /* Named databases the environment can hold: the ledger's three plus room for
  * the other stores that share its environment and transactions
@@ -42,6 +43,7 @@ typedef struct {
     uint64_t size;
     char sha256[65]; /* lowercase hex */
     int64_t committed_us;
+    uint64_t disk_id;               /* the virtual disk it counts on; 0: none */
     char path[CTL_LEDGER_PATH_MAX]; /* relative to data_dir */
 } ctl_segment_rec;
 
@@ -70,6 +72,11 @@ void ctl_ledger_free(ctl_ledger *l);
  * (controller/directory.h). Owned by l: valid until ctl_ledger_free. */
 MDB_env *ctl_ledger_env(ctl_ledger *l);
 
+/* Open mode (a lab or a demo without subscriptions): segments of cameras
+ * that no virtual disk covers are stored and counted on no disk instead of
+ * refused with -ENODEV. Off by default. */
+void ctl_ledger_set_open_mode(ctl_ledger *l, int on);
+
 /* 1 if l was opened read-only. */
 int ctl_ledger_readonly(const ctl_ledger *l);
 
@@ -82,12 +89,21 @@ int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_s
 
 /* Group commit: ctl_ledger_commit_segment for n segments in one durable
  * transaction (one sync instead of n). rcs[i] receives each segment's
- * result: 0 (recorded), -EINVAL (invalid key or record) or -EEXIST
- * (already recorded; skipped), and when the transaction as a whole fails
+ * result: 0 (recorded), -EINVAL (invalid key or record), -EEXIST
+ * (already recorded; skipped), or the refusal of its virtual disk
+ * (quota.h): -ENODEV (no active disk), -EACCES (cloud backup off), -EDQUOT
+ * (full, policy stop, or nothing evictable); and when the transaction as a whole fails
  * every other segment gets its error (nothing of it was written). Returns 0,
  * or the error of the transaction. */
 int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl_segment_rec *recs,
                                size_t n, int *rcs);
+
+/* Whether a segment of size bytes of key's camera would be refused by its
+ * virtual disk now (quota.h), without writing: 0; -ENODEV (no active disk),
+ * -EACCES (cloud backup off), -EDQUOT (larger than the disk or the
+ * camera's cap, or the disk is full and its policy is stop). The commit
+ * decides again; this spares the uplink a segment that cannot be stored. */
+int ctl_ledger_precheck(ctl_ledger *l, const ctl_seg_key *key, uint64_t size);
 
 int ctl_ledger_get_partial(ctl_ledger *l, const ctl_seg_key *key, ctl_partial_rec *out);
 /* Creates or replaces key's partial record. */
@@ -110,5 +126,15 @@ int ctl_ledger_foreach_segment(ctl_ledger *l, ctl_ledger_segment_cb cb, void *ud
 int ctl_ledger_foreach_partial(ctl_ledger *l, const char *device, ctl_ledger_partial_cb cb,
                                void *ud);
 int ctl_ledger_foreach_usage(ctl_ledger *l, ctl_ledger_usage_cb cb, void *ud);
+
+/* Walks the segments of (device, channel) that overlap [from_us, to_us)
+ * (to_us 0: no end) in start order: a segment that starts before from_us
+ * but runs past it comes first. Inside txn (a transaction of the ledger's
+ * environment, e.g. ctl_dir_txn_mdb) or, txn NULL, a read transaction of
+ * its own. cb as for ctl_ledger_foreach_segment. -EINVAL for a bad device
+ * or range. */
+int ctl_ledger_foreach_segment_range(ctl_ledger *l, MDB_txn *txn, const char *device,
+                                     uint16_t channel, int64_t from_us, int64_t to_us,
+                                     ctl_ledger_segment_cb cb, void *ud);
 
 #endif

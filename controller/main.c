@@ -4,16 +4,20 @@
  *   c2d-controller usage -c CONFIG [--json]
  *   c2d-controller segments -c CONFIG [--json]
  *   c2d-controller init -c CONFIG --email EMAIL [--link]
+ *   c2d-controller fsck -c CONFIG [--repair] [--json] [--hashes]
+ *       (with the daemon stopped: both lock data_dir/controller.lock)
  *       (password: one line on stdin; --link: a set-password link instead)
  */
 #include "common/c2d_fs.h"
 #include "common/c2d_log.h"
 #include "controller/api.h"
+#include "controller/cfgpub.h"
 #include "controller/committer.h"
 #include "controller/config.h"
 #include "controller/daemon.h"
 #include "controller/digest.h"
 #include "controller/directory.h"
+#include "controller/fsck.h"
 #include "controller/http.h"
 #include "controller/ingest.h"
 #include "controller/ledger.h"
@@ -24,7 +28,9 @@
 #include "controller/store.h"
 #include "controller/token.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <inttypes.h>
@@ -32,6 +38,8 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/file.h>
+#include <unistd.h>
 
 #define EXIT_USAGE 2
 
@@ -53,7 +61,8 @@ static void usage(FILE *f)
           "       c2d-controller usage -c CONFIG [--json]\n"
           "       c2d-controller segments -c CONFIG [--json]\n"
           "       c2d-controller init -c CONFIG --email EMAIL [--link]  (password on stdin, or a\n"
-          "                                    set-password link in the outbox and on stdout)\n",
+          "                                    set-password link in the outbox and on stdout)\n"
+          "       c2d-controller fsck -c CONFIG [--repair] [--json] [--hashes]  (daemon stopped)\n",
           f);
 }
 
@@ -70,6 +79,12 @@ static int mail_send(void *ud, const char *to, const char *subject, const char *
     if (rc == 0 || rc == -EIO)
         c2d_info("mail %s written to the outbox%s", id, rc ? "; the sendmail command failed" : "");
     return rc;
+}
+
+/* The API changed a device's config: the daemon republishes it. */
+static void device_changed(void *ud, const char *device)
+{
+    ctl_cfgpub_mark(ud, device);
 }
 
 /* The base of set-password links: mail.link_base, else the listener. */
@@ -94,6 +109,7 @@ static int run(const ctl_config *cfg)
     ctl_rng *rng = NULL;
     ctl_api *api = NULL;
     ctl_mailer *mailer = NULL;
+    ctl_cfgpub *cfgpub = NULL;
     char base[300];
     ctl_http *http = NULL;
     int status = 1;
@@ -109,6 +125,14 @@ static int run(const ctl_config *cfg)
         c2d_err("ledger %s/ledger.lmdb: %s", cfg->data_dir, strerror(-rc));
         goto out;
     }
+    ctl_ledger_set_open_mode(ledger, cfg->open_mode);
+    if ((rc = ctl_cfgpub_new(ledger, &cfgpub)) != 0) {
+        c2d_err("device configs: %s", strerror(-rc));
+        goto out;
+    }
+    if (cfg->open_mode)
+        c2d_warn("open_mode: segments of cameras without a virtual disk are stored (a lab "
+                 "setting, not for production)");
     ctl_ingest_limits lim = {(uint64_t)cfg->max_segment_bytes, (uint32_t)cfg->max_channels};
     if ((rc = ctl_ingest_new(ledger, store, &lim, &ing)) != 0) {
         c2d_err("ingest: %s", strerror(-rc));
@@ -140,7 +164,11 @@ static int run(const ctl_config *cfg)
                              .session_max_s = cfg->http.session_max_s,
                              .link_ttl_s = cfg->http.link_ttl_s,
                              .mail = mail_send,
-                             .mail_ud = NULL};
+                             .mail_ud = NULL,
+                             .ledger = ledger,
+                             .data_dir = cfg->data_dir,
+                             .device_changed = device_changed,
+                             .device_changed_ud = cfgpub};
         ctl_http_config hc = {.address = cfg->http.listen,
                               .port = (uint16_t)cfg->http.port,
                               .body_max = (size_t)cfg->http.body_max,
@@ -168,6 +196,7 @@ static int run(const ctl_config *cfg)
         c2d_err("%s", err);
         goto out;
     }
+    ctl_daemon_set_disks(d, ledger, cfg->data_dir, cfgpub, cfg->sweep_interval_s);
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal; /* no SA_RESTART: wake the network loop */
@@ -189,6 +218,7 @@ out:
     ctl_mailer_free(mailer);
     ctl_rng_free(rng);
     ctl_daemon_free(d); /* answers the last commits: before the committer goes */
+    ctl_cfgpub_free(cfgpub);
     ctl_committer_free(committer);
     ctl_ingest_free(ing);
     ctl_dir_free(dir);
@@ -307,6 +337,120 @@ static int report(const ctl_config *cfg, int segments, int json)
     return 0;
 }
 
+/* Locks data_dir/controller.lock (flock, released when the process ends)
+ * so that the daemon and fsck never run at once. The fd, or -EWOULDBLOCK
+ * if another holds it after wait_ms, or -errno. */
+static int lock_data_dir(const char *data_dir, int wait_ms)
+{
+    char path[CTL_STORE_PATH_MAX];
+    int rc = c2d_mkdirs(data_dir, 0750);
+    if (rc == 0)
+        rc = c2d_path_join(path, sizeof(path), data_dir, "controller.lock");
+    if (rc != 0)
+        return rc;
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -errno;
+    for (int waited = 0;; waited += 100) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            return fd;
+        rc = errno == EWOULDBLOCK ? -EWOULDBLOCK : -errno;
+        if (rc != -EWOULDBLOCK || waited >= wait_ms) {
+            close(fd);
+            return rc;
+        }
+        usleep(100 * 1000);
+    }
+}
+
+/* fsck: the ledger against the store (controller/fsck.h). 0: nothing
+ * found, or everything repaired; 1: findings remain, or it failed. */
+static int fsck(const ctl_config *cfg, int repair, int json, int hashes)
+{
+    char path[CTL_STORE_PATH_MAX];
+    ctl_ledger *ledger = NULL;
+    ctl_fsck *f = NULL;
+    cJSON *out = NULL;
+    int status = 1, repaired = 0;
+    int rc = ledger_path(cfg, path, sizeof(path));
+    if (rc == 0)
+        rc = ctl_ledger_open(path, (uint64_t)cfg->ledger_map_bytes, 0, &ledger);
+    if (rc != 0) {
+        c2d_err("fsck: ledger %s: %s", path, strerror(-rc));
+        return 1;
+    }
+    if ((rc = ctl_fsck_new(ledger, cfg->data_dir, &f)) != 0 || (rc = ctl_fsck_check(f, hashes))) {
+        c2d_err("fsck: checking %s: %s", cfg->data_dir, strerror(-rc));
+        goto out;
+    }
+    ctl_fsck_stats st;
+    ctl_fsck_get_stats(f, &st);
+    if (repair && st.findings) {
+        if ((rc = ctl_fsck_repair(f)) != 0)
+            c2d_err("fsck: repairing %s: %s (run fsck again)", cfg->data_dir, strerror(-rc));
+        else
+            repaired = 1;
+        ctl_fsck_get_stats(f, &st);
+    }
+    size_t n = ctl_fsck_count(f);
+    cJSON *list = NULL;
+    if (json &&
+        (!(out = cJSON_CreateObject()) || !(list = cJSON_AddArrayToObject(out, "findings")))) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const ctl_fsck_finding *x = ctl_fsck_get(f, i);
+        const char *kind = ctl_fsck_kind_name(x->kind);
+        if (!json) {
+            printf("%s %s: %s%s\n", kind, x->what,
+                   x->info       ? ""
+                   : x->repaired ? "repaired: "
+                                 : "repair: ",
+                   x->repair);
+            continue;
+        }
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddItemToArray(list, o) || !cJSON_AddStringToObject(o, "kind", kind) ||
+            !cJSON_AddStringToObject(o, "what", x->what) ||
+            !cJSON_AddStringToObject(o, "repair", x->repair) ||
+            !cJSON_AddBoolToObject(o, "info", x->info) ||
+            !cJSON_AddBoolToObject(o, "repaired", x->repaired)) {
+            rc = -ENOMEM;
+            goto out;
+        }
+    }
+    int clean = st.findings == st.repaired;
+    if (json) {
+        char *s = NULL;
+        if (!cJSON_AddBoolToObject(out, "repaired", repaired) ||
+            !cJSON_AddNumberToObject(out, "segments", (double)st.segments) ||
+            !cJSON_AddNumberToObject(out, "files", (double)st.files) ||
+            !cJSON_AddNumberToObject(out, "disks", (double)st.disks) ||
+            !(s = cJSON_PrintUnformatted(out))) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        printf("%s\n", s);
+        free(s);
+    } else {
+        printf("fsck %s: %" PRIu64 " segments, %" PRIu64 " files, %" PRIu64 " disks: %" PRIu64
+               " findings%s\n",
+               cfg->data_dir, st.segments, st.files, st.disks, st.findings,
+               repaired      ? (clean ? ", all repaired" : ", some not repaired")
+               : st.findings ? " (run with --repair to fix them)"
+                             : "");
+    }
+    status = clean ? 0 : 1;
+out:
+    if (rc == -ENOMEM)
+        c2d_err("fsck: out of memory");
+    cJSON_Delete(out);
+    ctl_fsck_free(f);
+    ctl_ledger_free(ledger);
+    return status;
+}
+
 int main(int argc, char **argv)
 {
     c2d_log_set_name("c2d-controller");
@@ -328,10 +472,12 @@ int main(int argc, char **argv)
         {"verbose", no_argument, NULL, 'v'},
         {"help", no_argument, NULL, 'h'},
         {"link", no_argument, NULL, 'l'},
+        {"repair", no_argument, NULL, 'r'},
+        {"hashes", no_argument, NULL, 'H'},
         {NULL, 0, NULL, 0},
     };
     const char *config = NULL, *email = NULL;
-    int json = 0, verbose = 0, with_link = 0, c;
+    int json = 0, verbose = 0, with_link = 0, repair = 0, hashes = 0, c;
     while ((c = getopt_long(argc, argv, "c:vh", opts, NULL)) != -1) {
         switch (c) {
         case 'c':
@@ -345,6 +491,12 @@ int main(int argc, char **argv)
             break;
         case 'l':
             with_link = 1;
+            break;
+        case 'r':
+            repair = 1;
+            break;
+        case 'H':
+            hashes = 1;
             break;
         case 'v':
             verbose = 1;
@@ -361,8 +513,10 @@ int main(int argc, char **argv)
     int is_usage = strcmp(cmd, "usage") == 0;
     int is_segments = strcmp(cmd, "segments") == 0;
     int is_init = strcmp(cmd, "init") == 0;
-    if (optind != argc || !config || !(is_run || is_usage || is_segments || is_init) ||
-        ((is_run || is_init) && json) || (is_init != (email != NULL)) || (with_link && !is_init)) {
+    int is_fsck = strcmp(cmd, "fsck") == 0;
+    if (optind != argc || !config || !(is_run || is_usage || is_segments || is_init || is_fsck) ||
+        ((is_run || is_init) && json) || (is_init != (email != NULL)) || (with_link && !is_init) ||
+        ((repair || hashes) && !is_fsck)) {
         usage(stderr);
         return EXIT_USAGE;
     }
@@ -375,16 +529,30 @@ int main(int argc, char **argv)
         c2d_err("%s", err);
         return 1;
     }
-    int status;
+    int status, lock = -1;
+    if (is_run || is_fsck) {
+        /* The daemon waits a little for one stopping; fsck does not wait. */
+        lock = lock_data_dir(cfg.data_dir, is_run ? 5000 : 0);
+        if (lock < 0) {
+            c2d_err("%s/controller.lock: %s", cfg.data_dir,
+                    lock == -EWOULDBLOCK ? "the daemon or an fsck is running" : strerror(-lock));
+            ctl_config_free(&cfg);
+            return 1;
+        }
+    }
     if (is_run) {
         mosquitto_lib_init();
         status = run(&cfg);
         mosquitto_lib_cleanup();
+    } else if (is_fsck) {
+        status = fsck(&cfg, repair, json, hashes);
     } else if (is_init) {
         status = init(&cfg, email, with_link);
     } else {
         status = report(&cfg, is_segments, json);
     }
+    if (lock >= 0)
+        close(lock);
     ctl_config_free(&cfg);
     return status;
 }

@@ -121,6 +121,10 @@ static const perm_def perms[CTL_PERM_COUNT] = {
     [CTL_PERM_INSTALLER_DELETE] = {"installer.delete", "Delete an installer with an empty space",
                                    false, ADM},
     [CTL_PERM_INSTALLER_GET] = {"installer.get", "List and view installers", true, ADM | DS | CV},
+    [CTL_PERM_SUBSCRIPTION_MANAGE] = {"subscription.manage",
+                                      "Create, resize and cancel installers' subscriptions "
+                                      "(distributor only)",
+                                      false, ADM},
 };
 
 typedef struct {

@@ -159,6 +159,7 @@ static void open_all(void)
     FUZZ_ASSERT(ctl_store_fs_new(fz.data_dir, &fz.st) == 0);
     FUZZ_ASSERT(ctl_ledger_open(lp, LEDGER_MAP_BYTES, 0, &fz.l) == 0);
     FUZZ_ASSERT(ctl_ingest_new(fz.l, fz.st, &LIMITS, &fz.ing) == 0);
+    ctl_ledger_set_open_mode(fz.l, 1);
 }
 
 static void close_all(void)

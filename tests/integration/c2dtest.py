@@ -649,6 +649,9 @@ class Controller:
             "max_segment_bytes": 268435456,
             "max_channels": 64,
             "ledger_map_bytes": 1 << 30,
+            # The transport tests run without subscriptions; quota tests
+            # turn this off (tests/integration/test_22_quota.py).
+            "open_mode": True,
         }
         cfg.update(overrides)
         self.cfg = cfg

@@ -47,8 +47,9 @@ def make_installer(api, dist, name, email):
     return inst, token
 
 
-def build_space(api, tok, tag, broker, pki):
-    """Every kind of object in the caller's space: {kind segment: object}."""
+def build_space(api, tok, tag, broker, pki, dist=None, inst=None):
+    """Every kind of object in the caller's space: {kind segment: object}.
+    With the distributor's token and the installer, also its subscriptions."""
     o = {}
     o["clients"] = api.ok("POST", "/api/v1/clients",
                           {"name": "Client " + tag, "email": "client-%s@example.com" % tag}, token=tok)
@@ -88,11 +89,25 @@ def build_space(api, tok, tag, broker, pki):
     o["events"] = device_event(api, tok, broker, pki, "dc-" + tag, o["dashcams"]["id"],
                                event="harsh_brake")
     device_location(api, tok, broker, pki, "dc-" + tag, o["dashcams"]["id"])
+    if dist:
+        o["vdisks"] = api.ok("POST", "/api/v1/installers/%d/vdisks" % inst["id"],
+                             {"client_id": o["clients"]["id"], "capacity_bytes": 1 << 30,
+                              "retention_days": 30}, token=dist)
+        api.ok("PUT", "/api/v1/vdisks/%d/device" % o["vdisks"]["id"],
+               {"recorder_id": o["recorders"]["id"]}, token=tok)
+        o["ai-subscriptions"] = api.ok("POST", "/api/v1/installers/%d/ai-subscriptions" % inst["id"],
+                                       {"client_id": o["clients"]["id"], "algorithms": ["person"],
+                                        "channels_max": 1}, token=dist)
+        o["vdisks"] = api.ok("GET", "/api/v1/vdisks/%d" % o["vdisks"]["id"], token=tok)
     return o
 
 
 # Routes that are not about one space's objects: tried separately below.
-NOT_TENANT = ("/api/v1/session", "/api/v1/set-password", "/api/v1/installers")
+NOT_TENANT = ("/api/v1/session", "/api/v1/set-password", "/api/v1/installers", "/api/v1/play/")
+# Routes of a channel's recordings that answer 404 when it has none (the
+# test's channels record nothing): tried across the boundary, not as reads
+# of one's own objects.
+NO_RECORDINGS = ("/segments/", "/export.mp4", "/playlist.m3u8")
 
 # A valid body for a PUT/POST on an {id} route (else the body check's 422
 # would answer before the lookup's 404).
@@ -103,6 +118,16 @@ def body_for(method, pattern, mine):
         return None
     if pattern.endswith("/driver"):
         return {"driver_id": mine["drivers"]["id"]}
+    if pattern.endswith("/playback"):
+        return {"from": "2026-11-30T08:00:00Z", "to": "2026-11-30T09:00:00Z"}
+    if pattern.endswith("/activate"):
+        return None
+    if pattern.startswith("/api/v1/vdisks/"):
+        step = pattern.rsplit("/", 1)[1]
+        return {"device": {"recorder_id": mine["recorders"]["id"]},
+                "drive": {"name": "Hijacked"},
+                "channels": {"channels": [{"channel_id": mine["channels"]["id"]}]},
+                "connection": {"device_id": "hijack-1"}}[step]
     seg = pattern.split("/")[3]
     return {"users": {"role": "User"}, "events": {"acknowledged": True, "note": "x"},
             "roles": {"name": "Hijacked"}}.get(seg, {"name": "Hijacked"})
@@ -112,10 +137,12 @@ def snapshot(api, tok, o):
     """Raw bytes of every GET route of the space as its owner sees it."""
     snap = {}
     for method, pat in api_routes():
-        if method != "GET" or pat.startswith(NOT_TENANT):
+        if method != "GET" or pat.startswith(NOT_TENANT) or any(n in pat for n in NO_RECORDINGS):
             continue
         if "{" in pat:
             path = fill(pat, o[pat.split("/")[3]]["id"])
+            if pat.endswith("/recordings"):  # a fixed range: the default one moves
+                path += "?from=2026-11-30T00:00:00Z&to=2026-11-30T01:00:00Z"
         elif pat == "/api/v1/map/trips":
             path = pat + "?dashcam_id=%d" % o["dashcams"]["id"]
         else:
@@ -140,8 +167,8 @@ def test_installers_are_walled_off(make_controller, broker, pki):
     tb = api.token("inst-b@example.com", PW)
     a_users = {api.ok("GET", "/api/v1/me", token=ta)["user"]["id"]}
 
-    a = build_space(api, ta, "a", broker, pki)
-    b = build_space(api, tb, "b", broker, pki)
+    a = build_space(api, ta, "a", broker, pki, dist, ia)
+    b = build_space(api, tb, "b", broker, pki, dist, ib)
     a_users.add(a["users"]["id"])
     b_ids = {v["id"] for v in b.values()}
     before = snapshot(api, tb, b)
@@ -159,7 +186,7 @@ def test_installers_are_walled_off(make_controller, broker, pki):
             continue
         body = body_for(method, pat, a)
         # Control: the same request on A's own object is not a 404.
-        if method == "GET":
+        if method == "GET" and not any(n in pat for n in NO_RECORDINGS):
             st, out, _ = api.req(method, fill(pat, a[seg]["id"]), token=ta)
             assert st == 200, (method, pat, st, out)
         st, out, _ = api.req(method, fill(pat, b[seg]["id"]), body, token=ta)

@@ -1,7 +1,8 @@
 /* Unit tests for agent/uploader.c against a real spool and a scripted fake
  * controller behind the uploader's transport seam: the exchange (begin,
  * chunks, end, committed), the window, fairness, resume offsets, the
- * reactions to rejections, ack timeouts and reconnects. */
+ * reactions to rejections (quotas: quota_full, no_disk, backup_off, on a
+ * test clock that jumps), the backup switch, ack timeouts and reconnects. */
 #include "check.h"
 #include "agent/spool.h"
 #include "agent/uploader.h"
@@ -14,6 +15,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -128,6 +130,34 @@ static int event_count(agent_upload_event_type t)
     return n;
 }
 
+/* Waits until n events of type t were reported: the uploader removes a
+ * segment from the spool before it reports it. */
+static int wait_event(agent_upload_event_type t, int n, int timeout_ms)
+{
+    for (int waited = 0; waited <= timeout_ms; waited += 5) {
+        if (event_count(t) == n)
+            return 1;
+        usleep(5000);
+    }
+    fprintf(stderr, "event %d: %d seen, %d expected\n", (int)t, event_count(t), n);
+    return 0;
+}
+
+/* ---- test clock: the monotonic clock plus jumps the test makes --------- */
+
+static _Atomic int64_t clock_jump;
+
+static int64_t test_clock(void *ctx)
+{
+    (void)ctx;
+    return c2d_mono_us() + atomic_load(&clock_jump);
+}
+
+static void jump_s(int64_t s)
+{
+    atomic_fetch_add(&clock_jump, s * 1000000);
+}
+
 /* ---- fixture --------------------------------------------------------------- */
 
 static char root[256];
@@ -187,7 +217,9 @@ static void setup(const uint16_t *chs, size_t n, uint32_t chunk, uint32_t window
         .ack_timeout_us = ack_timeout_us,
         .publish = fake_publish,
         .on_event = on_event,
+        .clock_us = test_clock,
     };
+    atomic_store(&clock_jump, 0);
     if (agent_uploader_start(&cfg, &up) != 0)
         abort();
 }
@@ -386,7 +418,7 @@ static void test_full_upload(void)
     size_t norder = 0;
     serve(3, order, &norder, 256);
     CHECK(wait_queued(0, 2000));
-    CHECK(event_count(AGENT_UP_COMMITTED) == 4);
+    CHECK(wait_event(AGENT_UP_COMMITTED, 4, 2000));
     CHECK(event_count(AGENT_UP_REJECTED) == 0);
     /* Both channels upload at the same time: once both have started, the
      * counts never drift apart by more than the window. */
@@ -442,7 +474,7 @@ static void test_resume_and_gap(void)
     CHECK(queued(1, 500));
     ack(1, 500, C2D_ACK_COMMITTED, 5 * 4096, NULL);
     CHECK(wait_queued(0, 2000));
-    CHECK(event_count(AGENT_UP_COMMITTED) == 1);
+    CHECK(wait_event(AGENT_UP_COMMITTED, 1, 2000));
     teardown();
 }
 
@@ -486,7 +518,7 @@ static void test_park_and_next(void)
     ack(4, 200, C2D_ACK_DUPLICATE, 1000, NULL);
     CHECK(wait_queued(1, 2000));
     CHECK(queued(4, 100));
-    CHECK(event_count(AGENT_UP_DUPLICATE) == 1);
+    CHECK(wait_event(AGENT_UP_DUPLICATE, 1, 2000));
     /* The parked one is not tried again in this run. */
     CHECK(next_msg(600) == NULL);
     agent_uploader_status st;
@@ -684,7 +716,7 @@ static void test_overlap_commit(void)
     CHECK(!queued(2, 100));
     CHECK(queued(2, 200) && queued(2, 300));
     CHECK(wait_awaiting(0, 200, 2000));
-    CHECK(event_count(AGENT_UP_COMMITTED) == 1);
+    CHECK(wait_event(AGENT_UP_COMMITTED, 1, 2000));
     ack(2, 300, C2D_ACK_OFFSET, 0, NULL);
     EXPECT_CHUNK(2, 300, 0);
     EXPECT_END(2, 300, 2000);
@@ -693,7 +725,7 @@ static void test_overlap_commit(void)
     CHECK(queued(2, 200) && !queued(2, 300));
     ack(2, 200, C2D_ACK_DUPLICATE, 3 * 4096, NULL);
     CHECK(wait_queued(0, 2000));
-    CHECK(event_count(AGENT_UP_COMMITTED) == 2 && event_count(AGENT_UP_DUPLICATE) == 1);
+    CHECK(wait_event(AGENT_UP_COMMITTED, 2, 2000) && wait_event(AGENT_UP_DUPLICATE, 1, 2000));
     usleep(50000);
     agent_uploader_status st;
     agent_uploader_get_status(up, &st, NULL, 0);
@@ -735,7 +767,7 @@ static void test_wait_rejected(void)
     ack(3, 100, C2D_ACK_COMMITTED, 8192, NULL);
     ack(3, 200, C2D_ACK_COMMITTED, 4 * 4096, NULL);
     CHECK(wait_queued(0, 2000));
-    CHECK(event_count(AGENT_UP_COMMITTED) == 2);
+    CHECK(wait_event(AGENT_UP_COMMITTED, 2, 2000));
 
     /* A parking rejection of the awaiting one: kept, the other goes on. */
     add_segment(3, 300, 4096, 3);
@@ -801,7 +833,7 @@ static void test_wait_timeout(void)
     ack(4, 100, C2D_ACK_COMMITTED, 4096, NULL);
     ack(4, 200, C2D_ACK_DUPLICATE, 64 * 4096, NULL);
     CHECK(wait_queued(0, 2000));
-    CHECK(event_count(AGENT_UP_COMMITTED) == 1 && event_count(AGENT_UP_DUPLICATE) == 1);
+    CHECK(wait_event(AGENT_UP_COMMITTED, 1, 2000) && wait_event(AGENT_UP_DUPLICATE, 1, 2000));
     teardown();
 }
 
@@ -842,7 +874,147 @@ static void test_wait_reconnect(void)
     EXPECT_END(5, 200, 2000);
     ack(5, 200, C2D_ACK_COMMITTED, 3 * 4096, NULL);
     CHECK(wait_queued(0, 2000));
-    CHECK(event_count(AGENT_UP_COMMITTED) == 2);
+    CHECK(wait_event(AGENT_UP_COMMITTED, 2, 2000));
+    teardown();
+}
+
+/* quota_full / no_disk: the segment stays in the spool, the lane is held
+ * (30 s, then 60 s, 120 s ... on the test clock) while other channels go
+ * on; a new device config (retry_held) asks again at once. A refusal at
+ * end (the authoritative check at commit) holds the awaiting segment. */
+static void test_quota_hold(void)
+{
+    const uint16_t chs[] = {1, 2};
+    setup(chs, 2, 4096, 4, INT64_C(3600000000));
+    add_segment(1, 100, 4096, 1);
+    add_segment(1, 200, 4096, 2);
+    add_segment(2, 100, 4096, 3);
+    add_segment(2, 200, 4096, 4);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(1, 100, 2000);
+    EXPECT_BEGIN(2, 100, 2000);
+    ack(1, 100, C2D_ACK_REJECTED, 0, "quota_full");
+    /* Channel 2 is not held back by channel 1. */
+    ack(2, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(2, 100, 0);
+    EXPECT_END(2, 100, 2000);
+    EXPECT_BEGIN(2, 200, 2000);
+    ack(2, 100, C2D_ACK_COMMITTED, 4096, NULL);
+    ack(2, 200, C2D_ACK_DUPLICATE, 4096, NULL);
+    CHECK(wait_queued(2, 2000));
+    CHECK(queued(1, 100) && queued(1, 200));
+    CHECK(next_msg(1200) == NULL); /* no spinning on the held lane */
+    agent_lane_status ls = lane_status(0);
+    CHECK(strcmp(ls.hold, "quota_full") == 0 && ls.holds == 1 && ls.phase == AGENT_LANE_BACKOFF);
+    CHECK(ls.hold_retry_in_us > 25000000 && ls.hold_retry_in_us <= 30000000);
+    agent_uploader_status st;
+    agent_uploader_get_status(up, &st, NULL, 0);
+    CHECK(st.held == 1 && st.busy);
+    CHECK(strcmp(lane_status(1).hold, "") == 0);
+
+    /* 30 s: nothing before, begin after. */
+    jump_s(27);
+    CHECK(next_msg(1500) == NULL);
+    jump_s(4);
+    EXPECT_BEGIN(1, 100, 2500);
+    CHECK(strcmp(lane_status(0).hold, "") == 0);
+    /* Still full: 60 s this time. */
+    ack(1, 100, C2D_ACK_REJECTED, 0, "quota_full");
+    usleep(100000);
+    ls = lane_status(0);
+    CHECK(ls.holds == 2 && ls.hold_retry_in_us > 55000000 && ls.hold_retry_in_us <= 60000000);
+    jump_s(40);
+    CHECK(next_msg(1500) == NULL);
+    jump_s(21);
+    EXPECT_BEGIN(1, 100, 2500);
+
+    /* Accepted at begin, refused at commit: no_disk holds the awaiting
+     * segment; the next one (begun meanwhile) is put back. */
+    ack(1, 100, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(1, 100, 0);
+    EXPECT_END(1, 100, 2000);
+    EXPECT_BEGIN(1, 200, 2000);
+    ack(1, 100, C2D_ACK_REJECTED, 4096, "no_disk");
+    CHECK(next_msg(1200) == NULL);
+    ls = lane_status(0);
+    CHECK(strcmp(ls.hold, "no_disk") == 0 && ls.start_us == 100 && ls.holds == 3);
+    CHECK(ls.hold_retry_in_us > 115000000); /* third hold: 120 s */
+    CHECK(queued(1, 100) && queued(1, 200));
+
+    /* A new config (the disk was given room): at once. */
+    agent_uploader_retry_held(up);
+    EXPECT_BEGIN(1, 100, 2000);
+    ack(1, 100, C2D_ACK_OFFSET, 4096, NULL);
+    EXPECT_END(1, 100, 2000);
+    EXPECT_BEGIN(1, 200, 2000);
+    ack(1, 100, C2D_ACK_COMMITTED, 4096, NULL);
+    ack(1, 200, C2D_ACK_OFFSET, 0, NULL);
+    EXPECT_CHUNK(1, 200, 0);
+    EXPECT_END(1, 200, 2000);
+    ack(1, 200, C2D_ACK_COMMITTED, 4096, NULL);
+    CHECK(wait_queued(0, 2000));
+    usleep(50000);
+    ls = lane_status(0);
+    CHECK(ls.hold[0] == '\0' && ls.committed == 2 && ls.dropped_backup_off == 0);
+    CHECK(event_count(AGENT_UP_BACKUP_OFF) == 0 && event_count(AGENT_UP_PARKED) == 0);
+    /* retry_held with nothing held changes nothing. */
+    agent_uploader_retry_held(up);
+    CHECK(next_msg(300) == NULL);
+    teardown();
+}
+
+/* backup_off from the controller, and the device config's switch: segments
+ * are removed from the spool unsent, counted and reported; back on, the
+ * next segment uploads. */
+static void test_backup_off(void)
+{
+    const uint16_t chs[] = {3, 4};
+    setup(chs, 2, 4096, 4, 5000000);
+    add_segment(3, 100, 4096, 1);
+    add_segment(3, 200, 4096, 2);
+    agent_uploader_set_connected(up, 1);
+    EXPECT_BEGIN(3, 100, 2000);
+    ack(3, 100, C2D_ACK_REJECTED, 0, "backup_off");
+    EXPECT_BEGIN(3, 200, 2000);
+    CHECK(!queued(3, 100) && queued(3, 200));
+    CHECK(wait_event(AGENT_UP_BACKUP_OFF, 1, 2000));
+
+    /* The config arrives: the segment being begun is the controller's to
+     * answer, the next ones are deleted as they come. */
+    CHECK(agent_uploader_set_backup(up, 3, 0) == 0);
+    CHECK(agent_uploader_set_backup(up, 99, 0) == -ENOENT);
+    ack(3, 200, C2D_ACK_REJECTED, 0, "backup_off");
+    CHECK(wait_queued(0, 2000));
+    add_segment(3, 300, 4096, 3);
+    add_segment(3, 400, 4096, 4);
+    add_segment(4, 300, 4096, 5); /* the other channel uploads */
+    EXPECT_BEGIN(4, 300, 2000);
+    ack(4, 300, C2D_ACK_DUPLICATE, 4096, NULL);
+    CHECK(wait_queued(0, 2000));
+    CHECK(next_msg(400) == NULL);
+    usleep(50000);
+    agent_lane_status ls = lane_status(0);
+    CHECK(ls.backup == 0 && ls.dropped_backup_off == 4);
+    CHECK(lane_status(1).backup == 1 && lane_status(1).dropped_backup_off == 0);
+    agent_uploader_status st;
+    agent_uploader_get_status(up, &st, NULL, 0);
+    CHECK(st.dropped_backup_off == 4);
+    CHECK(wait_event(AGENT_UP_BACKUP_OFF, 4, 2000) && event_count(AGENT_UP_DROPPED) == 0);
+
+    /* Back on: from the next segment. */
+    CHECK(agent_uploader_set_backup(up, 3, 1) == 0);
+    usleep(50000);
+    add_segment(3, 500, 4096, 6);
+    EXPECT_BEGIN(3, 500, 2000);
+    /* Held, then the channel is turned off: dropped at once, not after
+     * the hold. */
+    ack(3, 500, C2D_ACK_REJECTED, 0, "quota_full");
+    usleep(100000);
+    CHECK(queued(3, 500));
+    CHECK(agent_uploader_set_backup(up, 3, 0) == 0);
+    CHECK(wait_queued(0, 2000));
+    CHECK(wait_event(AGENT_UP_BACKUP_OFF, 5, 2000));
+    CHECK(next_msg(300) == NULL);
     teardown();
 }
 
@@ -873,6 +1045,8 @@ int main(void)
     test_wait_rejected();
     test_wait_timeout();
     test_wait_reconnect();
+    test_quota_hold();
+    test_backup_off();
     nftw(root, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     if (failures) {
         fprintf(stderr, "%d check(s) failed\n", failures);

@@ -369,7 +369,7 @@ static void test_store(void)
     items[5] = (ctl_devmsg_item){"dev-b", &pb};
     items[6] = (ctl_devmsg_item){"nobody", &pu};
     int results[7];
-    CHECK(ctl_devmsg_store_many(d, items, 7, results) == 0);
+    CHECK(ctl_devmsg_store_many(d, NULL, items, 7, results) == 0);
     for (int i = 0; i < 6; i++)
         CHECK(results[i] == 0);
     CHECK(results[6] == -ENOENT);
@@ -462,8 +462,8 @@ static void test_store(void)
 
     /* Bad arguments. */
     int r;
-    CHECK(ctl_devmsg_store_many(d, items, 0, &r) == -EINVAL);
-    CHECK(ctl_devmsg_store_many(NULL, items, 1, &r) == -EINVAL);
+    CHECK(ctl_devmsg_store_many(d, NULL, items, 0, &r) == -EINVAL);
+    CHECK(ctl_devmsg_store_many(NULL, NULL, items, 1, &r) == -EINVAL);
 }
 
 static void test_record_json(void)

@@ -49,6 +49,7 @@ static void fx_open(fixture *f)
         fprintf(stderr, "fixture set-up failed\n");
         exit(1);
     }
+    ctl_ledger_set_open_mode(f->l, 1); /* the upload exchange; quotas: test_quota */
 }
 
 static void fx_close(fixture *f)

@@ -146,6 +146,7 @@ static void test_roles(void)
     ctl_perm_set_remove(&sub, CTL_PERM_INSTALLER_CREATE);
     ctl_perm_set_remove(&sub, CTL_PERM_INSTALLER_MODIFY);
     ctl_perm_set_remove(&sub, CTL_PERM_INSTALLER_DELETE);
+    ctl_perm_set_remove(&sub, CTL_PERM_SUBSCRIPTION_MANAGE);
     CHECK(ctl_perm_set_equal(&sup.perms, &sub));
     CHECK(ctl_perm_set_has(&sup.perms, CTL_PERM_USER_GET));
 

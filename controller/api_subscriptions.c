@@ -58,9 +58,22 @@ static uint64_t cap_of(const cJSON *vd, uint64_t channel)
     return 0;
 }
 
-/* Mirrors the vdisk object j (id) into the ledger: the disk's settings and
+/* Mirrors the vdisk object j (id, of tenant) into the ledger: the disk's settings and
  * the cameras of its recorder, and tells the device its config changed. */
-static int vdisk_sync(api_ctx *x, uint64_t id, const cJSON *j)
+/* An object of tenant (the disk's space: the caller may be the
+ * distributor) as JSON. */
+static int get_in(api_ctx *x, uint64_t tenant, int kind, uint64_t id, ctl_dir_obj *o, cJSON **j)
+{
+    *j = NULL;
+    int rc = ctl_dir_get_in_tenant(x->t, tenant, kind, id, o);
+    if (rc == 0 && !(*j = cJSON_Parse(o->json))) {
+        ctl_dir_obj_clear(o);
+        rc = -EIO;
+    }
+    return rc;
+}
+
+static int vdisk_sync(api_ctx *x, uint64_t tenant, uint64_t id, const cJSON *j)
 {
     ctl_ledger *l = ledger_of(x);
     if (!l)
@@ -85,7 +98,7 @@ static int vdisk_sync(api_ctx *x, uint64_t id, const cJSON *j)
         return 0;
     ctl_dir_obj r;
     cJSON *rj;
-    if ((rc = api_get_json(x, CTL_KIND_RECORDER, rid, &r, &rj)) != 0)
+    if ((rc = get_in(x, tenant, CTL_KIND_RECORDER, rid, &r, &rj)) != 0)
         return rc == -ENOENT ? 0 : rc;
     const char *dev = api_jstr(rj, "device_id");
     chan_list cl = {.n = 0};
@@ -94,7 +107,7 @@ static int vdisk_sync(api_ctx *x, uint64_t id, const cJSON *j)
     for (size_t i = 0; rc == 0 && dev && i < cl.n; i++) {
         ctl_dir_obj c;
         cJSON *cj;
-        if ((rc = api_get_json(x, CTL_KIND_CHANNEL, cl.ids[i], &c, &cj)) != 0)
+        if ((rc = get_in(x, tenant, CTL_KIND_CHANNEL, cl.ids[i], &c, &cj)) != 0)
             break;
         ctl_camera_rec cam = {
             .disk = id,
@@ -131,7 +144,7 @@ int api_recorder_sync(api_ctx *x, uint64_t rid)
     cJSON *j;
     if (rc != 0 || (rc = api_get_json(x, CTL_KIND_VDISK, id, &o, &j)) != 0)
         return rc;
-    rc = vdisk_sync(x, id, j);
+    rc = vdisk_sync(x, o.tenant, id, j);
     cJSON_Delete(j);
     ctl_dir_obj_clear(&o);
     return rc;
@@ -261,7 +274,7 @@ static int h_vdisk_resize(api_ctx *x)
     else if (st)
         cJSON_ReplaceItemInObjectCaseSensitive(j, "state", cJSON_CreateString(st));
     if (rc == 0 && (rc = api_put_json(x->t, x->c.actor, &o, j, NULL, 0)) == 0 &&
-        (rc = vdisk_sync(x, o.id, j)) == 0)
+        (rc = vdisk_sync(x, o.tenant, o.id, j)) == 0)
         rc = answer_obj(x, CTL_KIND_VDISK, o.id, 200);
     cJSON_Delete(j);
     ctl_dir_obj_clear(&o);
@@ -505,7 +518,7 @@ static int vdisk_store(api_ctx *x, ctl_dir_obj *o, const cJSON *j, const api_key
     int rc = api_put_json(x->t, x->c.actor, o, j, keys && keys->set ? keys->k : NULL,
                           keys ? keys->n : 0);
     if (rc == 0)
-        rc = vdisk_sync(x, o->id, j);
+        rc = vdisk_sync(x, o->tenant, o->id, j);
     return rc ? rc : api_answer_stored(x, CTL_KIND_VDISK, o->id, 200);
 }
 

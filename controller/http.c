@@ -1,6 +1,8 @@
 /* The controller's HTTP/JSON API server: see http.h. */
 #include "controller/http.h"
 
+#include "proto/c2d_proto.h"
+
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
@@ -100,39 +102,6 @@ static bool has_nul_escape(const char *s, size_t n)
         i++; /* skip the escaped character */
     }
     return false;
-}
-
-static bool is_utf8(const unsigned char *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        unsigned c = s[i];
-        size_t k;
-        unsigned min, cp;
-        if (c < 0x80) {
-            i++;
-            continue;
-        } else if ((c & 0xe0) == 0xc0) {
-            k = 1, min = 0x80, cp = c & 0x1f;
-        } else if ((c & 0xf0) == 0xe0) {
-            k = 2, min = 0x800, cp = c & 0x0f;
-        } else if ((c & 0xf8) == 0xf0) {
-            k = 3, min = 0x10000, cp = c & 0x07;
-        } else {
-            return false;
-        }
-        if (n - i - 1 < k)
-            return false;
-        for (size_t j = 1; j <= k; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return false;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return false;
-        i += k + 1;
-    }
-    return true;
 }
 
 static int hexval(char c)
@@ -718,7 +687,7 @@ static int decode_path(ctl_http_req *req)
             *o++ = (char)c;
         }
         *o = '\0';
-        if (!is_utf8((const unsigned char *)start, (size_t)(o - start)))
+        if (!c2d_utf8_valid((const unsigned char *)start, (size_t)(o - start)))
             return 1;
         *p++ = '/';
         memcpy(p, start, (size_t)(o - start));
@@ -766,8 +735,8 @@ static enum MHD_Result check_value(void *cls, enum MHD_ValueKind kind, const cha
     if (strlen(key) != key_size || (value && strlen(value) != value_size))
         *bad = true;
     else if (kind == MHD_GET_ARGUMENT_KIND &&
-             (!is_utf8((const unsigned char *)key, key_size) ||
-              (value && !is_utf8((const unsigned char *)value, value_size))))
+             (!c2d_utf8_valid((const unsigned char *)key, key_size) ||
+              (value && !c2d_utf8_valid((const unsigned char *)value, value_size))))
         *bad = true;
     return *bad ? MHD_NO : MHD_YES;
 }
@@ -948,7 +917,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     /* The whole request is here. */
     if (req->len) {
         if (memchr(req->body, '\0', req->len) ||
-            !is_utf8((const unsigned char *)req->body, req->len))
+            !c2d_utf8_valid((const unsigned char *)req->body, req->len))
             return queue_error(conn, 400, "bad_json", "request body is not UTF-8 JSON text", NULL,
                                false);
         const char *end = NULL;

@@ -199,7 +199,7 @@ static int plan_add(plan *pl, const MDB_val *k, uint64_t size)
  * camera non-NULL: that camera's segments only. -EDQUOT if they do not
  * add up. */
 static int plan_evictions(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint8_t *camera,
-                          size_t camlen, int64_t before, uint64_t need, plan *pl)
+                          size_t camlen, int64_t before, uint64_t need, uint64_t want, plan *pl)
 {
     MDB_cursor *cur;
     int rc = c2d_mdb_errno(mdb_cursor_open(txn, l->disk_segs, &cur));
@@ -209,7 +209,7 @@ static int plan_evictions(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint
     put_be(prefix, disk, 8);
     MDB_val k = {8, prefix}, v;
     int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    for (; mrc == MDB_SUCCESS && pl->bytes < need; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (; mrc == MDB_SUCCESS && pl->bytes < want; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         const uint8_t *p = k.mv_data;
         if (k.mv_size < 16 || memcmp(p, prefix, 8) != 0)
             break;
@@ -349,8 +349,8 @@ int ctl_quota_admit(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, const c
             rc = -EDQUOT;
             goto out;
         }
-        rc = plan_evictions(l, txn, cam.disk, ck, ckn, key->start_us,
-                            cu.bytes + rec->size - cam.cap, &pl);
+        uint64_t need = cu.bytes + rec->size - cam.cap;
+        rc = plan_evictions(l, txn, cam.disk, ck, ckn, key->start_us, need, need, &pl);
         if (rc != 0)
             goto out;
     }
@@ -359,8 +359,12 @@ int ctl_quota_admit(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, const c
             rc = -EDQUOT;
             goto out;
         }
-        rc = plan_evictions(l, txn, cam.disk, NULL, 0, key->start_us,
-                            d.used + rec->size - d.cfg.capacity, &pl);
+        /* A little more than needed (the oldest still): the next commits
+         * then evict nothing, and the pages of a run of deletions are
+         * written once (tools/bench ledger). */
+        uint64_t need = d.used - pl.bytes + rec->size - d.cfg.capacity;
+        rc = plan_evictions(l, txn, cam.disk, NULL, 0, key->start_us, pl.bytes + need,
+                            pl.bytes + need + d.cfg.capacity / CTL_QUOTA_HEADROOM_DIV, &pl);
         if (rc != 0)
             goto out;
     }
@@ -399,7 +403,8 @@ static int shrink(ctl_ledger *l, MDB_txn *txn, uint64_t disk, ctl_disk_rec *d,
     if (used <= limit || d->cfg.policy == CTL_DISK_STOP)
         return 0;
     plan pl = {0};
-    int rc = plan_evictions(l, txn, disk, camera, camlen, INT64_MAX, used - limit, &pl);
+    int rc =
+        plan_evictions(l, txn, disk, camera, camlen, INT64_MAX, used - limit, used - limit, &pl);
     if (rc == -EDQUOT)
         rc = 0; /* everything evictable goes; the rest is protected */
     if (rc == 0)
@@ -757,12 +762,14 @@ static int walk_range(prot_walk *w, const char *device, uint16_t ch)
     size_t skn = ctl_ledger_make_key(sk, device, ch, w->from, 1);
     MDB_val k = {skn, sk}, v;
     int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    /* One step back: a segment that starts before from may reach into it. */
+    /* One step back: a segment that starts before from may reach into it.
+     * At the first record there is nothing before: start where we were. */
     if (mrc == MDB_SUCCESS)
         mrc = mdb_cursor_get(cur, &k, &v, MDB_PREV);
     else
         mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
-    if (mrc == MDB_SUCCESS && (k.mv_size != w->ckn + 8 || memcmp(k.mv_data, w->ck, w->ckn) != 0)) {
+    if (mrc == MDB_NOTFOUND || (mrc == MDB_SUCCESS && (k.mv_size != w->ckn + 8 ||
+                                                       memcmp(k.mv_data, w->ck, w->ckn) != 0))) {
         k.mv_size = skn;
         k.mv_data = sk;
         mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);

@@ -38,6 +38,11 @@
 
 typedef struct MDB_txn MDB_txn; /* as in lmdb.h */
 
+/* Policy overwrite frees 1/CTL_QUOTA_HEADROOM_DIV of the capacity beyond
+ * what a new segment needs (oldest first): a full disk then evicts in small
+ * runs instead of at every commit. */
+#define CTL_QUOTA_HEADROOM_DIV 128
+
 typedef enum {
     CTL_DISK_OVERWRITE = 0,
     CTL_DISK_STOP = 1,

@@ -68,6 +68,10 @@ typedef enum {
  * with '.' or '-' (so never "." or ".." and never an option), else 0. */
 int c2d_device_id_valid(const char *id);
 
+/* 1 if the n bytes at buf are strict UTF-8: no NUL, overlong form,
+ * surrogate or code point past U+10FFFF; else 0. */
+int c2d_utf8_valid(const void *buf, size_t n);
+
 /* Parses "c2d/v1/d/{device}/{kind}". On success writes device (NUL
  * terminated) and kind. Errors: C2D_ERR_TOPIC (shape or unknown kind),
  * C2D_ERR_NAME (device id not valid). */

@@ -44,44 +44,6 @@ static void say(char *why, size_t whylen, const char *fmt, ...)
     va_end(ap);
 }
 
-/* Strict UTF-8: no NUL, overlong form, surrogate or code point past
- * U+10FFFF. */
-static int utf8_ok(const uint8_t *s, size_t n)
-{
-    size_t i = 0;
-    while (i < n) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            if (c == 0)
-                return 0;
-            i++;
-            continue;
-        }
-        size_t len;
-        uint32_t cp, min;
-        if ((c & 0xe0) == 0xc0) {
-            len = 2, cp = c & 0x1f, min = 0x80;
-        } else if ((c & 0xf0) == 0xe0) {
-            len = 3, cp = c & 0x0f, min = 0x800;
-        } else if ((c & 0xf8) == 0xf0) {
-            len = 4, cp = c & 0x07, min = 0x10000;
-        } else {
-            return 0;
-        }
-        if (n - i < len)
-            return 0;
-        for (size_t j = 1; j < len; j++) {
-            if ((s[i + j] & 0xc0) != 0x80)
-                return 0;
-            cp = (cp << 6) | (s[i + j] & 0x3f);
-        }
-        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
-            return 0;
-        i += len;
-    }
-    return 1;
-}
-
 /* A key as it may appear in a logged reason: printable ASCII, truncated. */
 static void printable(const char *s, char *out, size_t outlen)
 {
@@ -221,7 +183,7 @@ c2d_status c2d_devcfg_decode(const void *json, size_t len, c2d_devcfg *out, char
         say(why, whylen, "bad_json: empty");
         return C2D_ERR_JSON;
     }
-    if (!utf8_ok(json, len)) {
+    if (!c2d_utf8_valid(json, len)) {
         say(why, whylen, "bad_utf8");
         return C2D_ERR_JSON;
     }

@@ -70,7 +70,7 @@ struct ctl_fsck {
     char *data_dir;
     item *items;
     size_t n, cap;
-    tallies usage, dcams, disks;
+    tallies dcams, disks;
     char **extra; /* recorded paths that are not the canonical one, sorted */
     size_t nextra, capextra;
     ctl_fsck_stats st;
@@ -118,7 +118,7 @@ static void clear_items(ctl_fsck *f)
     for (size_t i = 0; i < f->nextra; i++)
         free(f->extra[i]);
     f->nextra = 0;
-    f->usage.n = f->dcams.n = f->disks.n = 0;
+    f->dcams.n = f->disks.n = 0;
     memset(&f->st, 0, sizeof(f->st));
     f->checked = 0;
 }
@@ -409,17 +409,19 @@ static int check_segment(ctx *c, const MDB_val *k, const MDB_val *v)
     }
 
     /* The sums: [0] as recorded, [1] without the records a repair deletes. */
-    uint8_t ck[KEY_MAX];
-    size_t ckn = ctl_ledger_make_key(ck, key.device, key.channel, 0, 0);
     rc = 0;
-    tally *u = tally_at(&f->usage, ck, ckn, 1, &rc);
-    if (!u)
-        return rc ? rc : -EIO;
-    u->bytes[0] += rec.size;
-    u->segs[0]++;
-    if (!bad) {
-        u->bytes[1] += rec.size;
-        u->segs[1]++;
+    if (!have_disk && rec.disk_id == 0) {
+        /* Open mode: counted on disk 0's camera usage, no disk record. */
+        uint8_t zk[CTL_QUOTA_DCAM_KEY_MAX];
+        size_t zkn = ctl_quota_fsck_dcam_key(zk, 0, key.device, key.channel);
+        tally *z = tally_at(&f->dcams, zk, zkn, 1, &rc);
+        if (!z)
+            return rc ? rc : -EIO;
+        for (int i = 0; i < 1 + !bad; i++) {
+            z->bytes[i] += rec.size;
+            z->segs[i]++;
+        }
+        return 0;
     }
     if (!have_disk)
         return 0;
@@ -808,7 +810,6 @@ void ctl_fsck_free(ctl_fsck *f)
     clear_items(f);
     free(f->items);
     free(f->extra);
-    free(f->usage.v);
     free(f->dcams.v);
     free(f->disks.v);
     free(f->data_dir);
@@ -836,8 +837,6 @@ int ctl_fsck_check(ctl_fsck *f, int hashes)
         qsort(f->extra, f->nextra, sizeof(char *), path_cmp);
     if (rc == 0)
         rc = walk_db(&c, f->l->disk_segs, check_dseg);
-    if (rc == 0)
-        rc = check_usage_db(&c, f->l->usage, &f->usage, CTL_FSCK_USAGE);
     if (rc == 0)
         rc = check_usage_db(&c, f->l->disk_cams, &f->dcams, CTL_FSCK_DISK_CAMS);
     if (rc == 0)
@@ -945,13 +944,11 @@ static int repair_ledger(ctl_fsck *f)
             rc = del_key(txn, l->trash, it->path, strlen(it->path));
     }
     if (rc == 0 && sums) {
-        /* Recomputed from the segment records: usage and disk_cams anew. */
+        /* Recomputed from the segment records: disk_cams anew (the old
+         * per-camera usage database is emptied: it is derived now). */
         rc = c2d_mdb_errno(mdb_drop(txn, l->usage, 0));
         if (rc == 0)
             rc = c2d_mdb_errno(mdb_drop(txn, l->disk_cams, 0));
-        for (size_t i = 0; rc == 0 && i < f->usage.n; i++)
-            if (f->usage.v[i].segs[1])
-                rc = put_usage(txn, l->usage, &f->usage.v[i]);
         for (size_t i = 0; rc == 0 && i < f->dcams.n; i++)
             if (f->dcams.v[i].segs[1])
                 rc = put_usage(txn, l->disk_cams, &f->dcams.v[i]);

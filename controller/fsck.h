@@ -42,7 +42,7 @@ typedef enum {
     CTL_FSCK_TRASH_FILE,         /* a removed segment's file waiting for the janitor */
     CTL_FSCK_TRASH_LIVE,         /* a trash entry naming a recorded segment's file */
     CTL_FSCK_INTERRUPTED_COMMIT, /* info: recovery at start-up completes it */
-    CTL_FSCK_USAGE,              /* a camera's usage is not the sum of its segments */
+    CTL_FSCK_USAGE,              /* unused: per-camera usage is disk_cams' (ledger.h) */
     CTL_FSCK_DISK_CAMS,          /* a disk_cams record is not the sum of its segments */
     CTL_FSCK_DISK_SUMS,          /* a disk's used, segments or protected bytes */
     CTL_FSCK_DISK_SEG_MISSING,   /* a segment on a disk without its disk_segs entry */

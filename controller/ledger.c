@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <lmdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,11 +219,6 @@ static int dec_part(const MDB_val *v, void *out)
     return decode_partial(v, out);
 }
 
-static int dec_usage(const MDB_val *v, void *out)
-{
-    return ctl_ledger_decode_usage(v, out);
-}
-
 int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_rec *out)
 {
     if (!ctl_seg_key_valid(key))
@@ -241,13 +237,114 @@ int ctl_ledger_get_partial(ctl_ledger *l, const ctl_seg_key *key, ctl_partial_re
     return get_one(l, l->partials, k, n, dec_part, out);
 }
 
+/* Per-camera usage is the sum of the camera's disk_cams records over the
+ * disks it counted on (disk 0: open mode); see quota.h. */
+typedef struct {
+    ctl_seg_key cam;
+    ctl_usage_rec u;
+} cam_usage;
+
+typedef struct {
+    cam_usage *v;
+    size_t n, cap;
+} usage_map;
+
+static int cam_cmp(const void *a, const void *b)
+{
+    const ctl_seg_key *x = &((const cam_usage *)a)->cam, *y = &((const cam_usage *)b)->cam;
+    int c = strcmp(x->device, y->device);
+    return c ? c : (int)x->channel - (int)y->channel;
+}
+
+/* All disk_cams records summed per camera, sorted by camera. */
+static int usage_collect(ctl_ledger *l, MDB_txn *txn, usage_map *m)
+{
+    MDB_cursor *cur;
+    int rc = c2d_mdb_errno(mdb_cursor_open(txn, l->disk_cams, &cur));
+    if (rc != 0)
+        return rc;
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    for (; mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        MDB_val ck = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
+        cam_usage cu;
+        if (k.mv_size <= 8 || (rc = ctl_ledger_parse_key(&ck, 0, &cu.cam)) != 0 ||
+            (rc = ctl_ledger_decode_usage(&v, &cu.u)) != 0)
+            break;
+        if (m->n == m->cap) {
+            size_t cap = m->cap ? 2 * m->cap : 64;
+            cam_usage *p = realloc(m->v, cap * sizeof(*p));
+            if (!p) {
+                rc = -ENOMEM;
+                break;
+            }
+            m->v = p;
+            m->cap = cap;
+        }
+        m->v[m->n++] = cu;
+    }
+    if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        rc = c2d_mdb_errno(mrc);
+    mdb_cursor_close(cur);
+    if (rc != 0)
+        return rc == -ENOENT ? -EIO : rc;
+    qsort(m->v, m->n, sizeof(*m->v), cam_cmp);
+    size_t w = 0; /* merge a camera's disks */
+    for (size_t i = 0; i < m->n; i++) {
+        if (w && cam_cmp(&m->v[w - 1], &m->v[i]) == 0) {
+            m->v[w - 1].u.bytes += m->v[i].u.bytes;
+            m->v[w - 1].u.segments += m->v[i].u.segments;
+        } else {
+            m->v[w++] = m->v[i];
+        }
+    }
+    m->n = w;
+    return 0;
+}
+
+/* Runs fn over the per-camera usage in a read transaction. */
+static int with_usage(ctl_ledger *l, int (*fn)(void *ud, const usage_map *m), void *ud)
+{
+    if (!l->have_dbs)
+        return fn(ud, &(usage_map){0});
+    MDB_txn *txn;
+    int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
+    if (rc != 0)
+        return rc;
+    usage_map m = {0};
+    rc = usage_collect(l, txn, &m);
+    mdb_txn_abort(txn);
+    if (rc == 0)
+        rc = fn(ud, &m);
+    free(m.v);
+    return rc;
+}
+
+typedef struct {
+    ctl_seg_key want;
+    ctl_usage_rec *out;
+} usage_find;
+
+static int find_usage(void *ud, const usage_map *m)
+{
+    usage_find *f = ud;
+    for (size_t i = 0; i < m->n; i++)
+        if (strcmp(m->v[i].cam.device, f->want.device) == 0 &&
+            m->v[i].cam.channel == f->want.channel) {
+            *f->out = m->v[i].u;
+            return 0;
+        }
+    return -ENOENT;
+}
+
 int ctl_ledger_get_usage(ctl_ledger *l, const char *device, uint16_t channel, ctl_usage_rec *out)
 {
     if (!c2d_device_id_valid(device))
         return -EINVAL;
-    uint8_t k[KEY_MAX];
-    size_t n = ctl_ledger_make_key(k, device, channel, 0, 0);
-    return get_one(l, l->usage, k, n, dec_usage, out);
+    usage_find f = {.out = out};
+    snprintf(f.want.device, sizeof(f.want.device), "%s", device);
+    f.want.channel = channel;
+    return with_usage(l, find_usage, &f);
 }
 
 /* Encodes a segment record into v (SEG_FIXED_DISK + CTL_LEDGER_PATH_MAX
@@ -312,9 +409,7 @@ static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, ctl_s
     mv.mv_data = v;
     if ((rc = c2d_mdb_errno(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE))) != 0)
         return rc == -EEXIST ? -EIO : rc;
-    MDB_val muk = {ukn, uk};
-    if ((rc = ctl_ledger_usage_add(txn, l->usage, &muk, rec->size, 1)) != 0)
-        return rc;
+    (void)ukn; /* per-camera usage is disk_cams' (quota.c): one counter per commit */
     /* The same segment evicted and sent again before the janitor ran: its
      * path waits in the trash, and the file is the new one's now. */
     MDB_val tk = {strlen(rec->path), rec->path};
@@ -485,17 +580,6 @@ static int walk_part(void *ud, const MDB_val *k, const MDB_val *v)
     return rc != 0 ? rc : w->part(w->ud, &key, &rec);
 }
 
-static int walk_usage(void *ud, const MDB_val *k, const MDB_val *v)
-{
-    walk_ctx *w = ud;
-    ctl_seg_key key;
-    ctl_usage_rec rec;
-    int rc = ctl_ledger_parse_key(k, 0, &key);
-    if (rc == 0)
-        rc = ctl_ledger_decode_usage(v, &rec);
-    return rc != 0 ? rc : w->usage(w->ud, key.device, key.channel, &rec);
-}
-
 int ctl_ledger_foreach_segment(ctl_ledger *l, ctl_ledger_segment_cb cb, void *ud)
 {
     walk_ctx w = {.seg = cb, .ud = ud};
@@ -514,10 +598,26 @@ int ctl_ledger_foreach_partial(ctl_ledger *l, const char *device, ctl_ledger_par
     return walk(l, l->partials, (const uint8_t *)device, n + 1, walk_part, &w);
 }
 
+typedef struct {
+    ctl_ledger_usage_cb cb;
+    void *ud;
+} usage_each;
+
+static int each_usage(void *ud, const usage_map *m)
+{
+    usage_each *e = ud;
+    for (size_t i = 0; i < m->n; i++) {
+        int rc = e->cb(e->ud, m->v[i].cam.device, m->v[i].cam.channel, &m->v[i].u);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
+
 int ctl_ledger_foreach_usage(ctl_ledger *l, ctl_ledger_usage_cb cb, void *ud)
 {
-    walk_ctx w = {.usage = cb, .ud = ud};
-    return walk(l, l->usage, NULL, 0, walk_usage, &w);
+    usage_each e = {cb, ud};
+    return with_usage(l, each_usage, &e);
 }
 
 /* Ranged walk (recordings, controller/recordings.c). */

@@ -1,10 +1,13 @@
 /* The ledger: LMDB records of what the controller stores.
  *
- * Three databases in data_dir/ledger.lmdb/:
+ * Databases in data_dir/ledger.lmdb/:
  *   segments  key device\0 + ch BE16 + start BE64
- *             -> {duration, size, sha256, committed time, path}
- *   usage     key device\0 + ch BE16 -> {bytes, segments}
+ *             -> {duration, size, sha256, committed time, disk, path}
  *   partials  key as segments -> the begin record of an upload in progress
+ *   usage     unused since issue 4 (emptied by fsck --repair): a camera's
+ *             usage is the sum of its disk_cams records (quota.h), disk 0
+ *             for segments stored in open mode
+ * and the virtual disks' databases (quota.h).
  *
  * Every write is one LMDB transaction with the default durable sync: a
  * segment record, its usage and the removal of its partial record commit
@@ -84,7 +87,7 @@ int ctl_ledger_get_segment(ctl_ledger *l, const ctl_seg_key *key, ctl_segment_re
 
 /* In one transaction: records the segment (-EEXIST if key is recorded
  * already; nothing changes then), adds its size and one segment to the
- * usage of (device, channel) and deletes key's partial record. */
+ * usage of (device, channel) on its disk and deletes key's partial record. */
 int ctl_ledger_commit_segment(ctl_ledger *l, const ctl_seg_key *key, const ctl_segment_rec *rec);
 
 /* Group commit: ctl_ledger_commit_segment for n segments in one durable
@@ -111,6 +114,8 @@ int ctl_ledger_put_partial(ctl_ledger *l, const ctl_seg_key *key, const ctl_part
 /* Deletes key's partial record; -ENOENT if there was none. */
 int ctl_ledger_del_partial(ctl_ledger *l, const ctl_seg_key *key);
 
+/* A camera's usage over every disk it counted on (and disk 0): -ENOENT if
+ * it has none. Sums all disk_cams records: for reports and tests. */
 int ctl_ledger_get_usage(ctl_ledger *l, const char *device, uint16_t channel, ctl_usage_rec *out);
 
 /* Walks, in key order, inside one read transaction. A nonzero return from

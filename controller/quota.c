@@ -224,7 +224,11 @@ static int plan_evictions(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint
             continue; /* protected, or another camera */
         if (plan_has(pl, &k))
             continue;
-        if ((rc = plan_add(pl, &k, get_be(val, 8))) != 0)
+        uint64_t size = get_be(val, 8);
+        /* Beyond what is needed, only whole segments within the headroom. */
+        if (pl->bytes >= need && pl->bytes + size > want)
+            break;
+        if ((rc = plan_add(pl, &k, size)) != 0)
             break;
     }
     if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
@@ -259,16 +263,15 @@ static int remove_seg(ctl_ledger *l, MDB_txn *txn, const MDB_val *dk, ctl_disk_r
     if (dv.mv_size != DSEG_VAL)
         return -EIO;
     bool prot = ((const uint8_t *)dv.mv_data)[8] != 0;
-    uint8_t sk[KEY_MAX], ck[KEY_MAX], dck[8 + KEY_MAX];
+    uint8_t sk[KEY_MAX], dck[8 + KEY_MAX];
     size_t skn = ctl_ledger_make_key(sk, key.device, key.channel, key.start_us, 1);
-    size_t ckn = ctl_ledger_make_key(ck, key.device, key.channel, 0, 0);
     size_t dckn = dcam_key(dck, disk, key.device, key.channel);
     MDB_val msk = {skn, sk}, msv;
     ctl_segment_rec rec;
     if ((rc = c2d_mdb_errno(mdb_get(txn, l->segments, &msk, &msv))) != 0 ||
         (rc = ctl_ledger_decode_segment(&msv, &rec)) != 0)
         return rc == -ENOENT ? -EIO : rc;
-    MDB_val mck = {ckn, ck}, mdck = {dckn, dck};
+    MDB_val mdck = {dckn, dck};
     MDB_val copy = *dk; /* dk may point into the page mdb_del frees */
     uint8_t kb[DSEG_KEY_MAX];
     memcpy(kb, dk->mv_data, dk->mv_size);
@@ -276,7 +279,6 @@ static int remove_seg(ctl_ledger *l, MDB_txn *txn, const MDB_val *dk, ctl_disk_r
     if ((rc = trash_put(l, txn, rec.path)) != 0 ||
         (rc = c2d_mdb_errno(mdb_del(txn, l->segments, &msk, NULL))) != 0 ||
         (rc = c2d_mdb_errno(mdb_del(txn, l->disk_segs, &copy, NULL))) != 0 ||
-        (rc = ctl_ledger_usage_add(txn, l->usage, &mck, rec.size, -1)) != 0 ||
         (rc = ctl_ledger_usage_add(txn, l->disk_cams, &mdck, rec.size, -1)) != 0)
         return rc == -ENOENT ? -EIO : rc;
     if (d->used < rec.size || d->segments < 1 || (prot && d->protected_bytes < rec.size))
@@ -309,8 +311,11 @@ int ctl_quota_admit(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, const c
     ctl_camera_rec cam;
     int rc = cam_read(l, txn, ck, ckn, &cam);
     if (rc == -ENOENT && l->open_mode) {
+        /* Counted on disk 0's camera usage: no disk, no rules. */
+        uint8_t zk[8 + KEY_MAX];
+        MDB_val mzk = {dcam_key(zk, 0, key->device, key->channel), zk};
         *disk_out = 0;
-        return 0;
+        return ctl_ledger_usage_add(txn, l->disk_cams, &mzk, rec->size, 1);
     }
     if (rc != 0)
         return rc == -ENOENT ? -ENODEV : rc;

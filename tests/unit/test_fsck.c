@@ -296,18 +296,19 @@ int main(void)
     CHECK(!file_exists("store/junk") && file_exists("quarantine/store/junk.1"));
     CHECK(file_exists("quarantine/store/rec-a/1/999.ts"));
 
-    /* A usage record written wrong. */
+    /* An open-mode camera's usage (disk 0's disk_cams) written wrong. */
     uint8_t k[128], v[16];
-    size_t kn = cam_key(k, "rec-z", 0);
+    be64(k, 0);
+    size_t kn = 8 + cam_key(k + 8, "rec-z", 0);
     be64(v, 5);
     be64(v + 8, 1);
-    put_raw("usage", k, kn, v, 16);
-    expect(CTL_FSCK_USAGE, 1, 0);
+    put_raw("disk_cams", k, kn, v, 16);
+    expect(CTL_FSCK_DISK_CAMS, 1, 0);
     CHECK(usage_bytes("rec-z", 0) == 247);
     /* A usage record of a camera without segments. */
-    kn = cam_key(k, "rec-q", 3);
-    put_raw("usage", k, kn, v, 16);
-    expect(CTL_FSCK_USAGE, 1, 0);
+    kn = 8 + cam_key(k + 8, "rec-q", 3);
+    put_raw("disk_cams", k, kn, v, 16);
+    expect(CTL_FSCK_DISK_CAMS, 1, 0);
 
     /* disk_cams written wrong. */
     be64(k, 1);

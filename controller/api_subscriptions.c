@@ -512,6 +512,20 @@ static int my_vdisk(api_ctx *x, ctl_dir_obj *o, cJSON **j)
     return rc ? rc : api_get_json(x, CTL_KIND_VDISK, id, o, j);
 }
 
+/* Runs a step on the {id} vdisk of the caller's space, then frees it. */
+static int on_vdisk(api_ctx *x, int (*fn)(api_ctx *x, ctl_dir_obj *o, cJSON *j))
+{
+    ctl_dir_obj o;
+    cJSON *j;
+    int rc = my_vdisk(x, &o, &j);
+    if (rc != 0)
+        return rc;
+    rc = fn(x, &o, j);
+    cJSON_Delete(j);
+    ctl_dir_obj_clear(&o);
+    return rc;
+}
+
 /* Stores j as the vdisk and mirrors it; answers the disk. */
 static int vdisk_store(api_ctx *x, ctl_dir_obj *o, const cJSON *j, const api_keys *keys)
 {
@@ -528,13 +542,11 @@ static const ctl_field step_device_fields[] = {
 
 /* Step 1: the recorder the disk covers (one of the client's; one disk per
  * recorder). */
-static int h_step_device(api_ctx *x)
+static int do_step_device(api_ctx *x, ctl_dir_obj *o, cJSON *j)
 {
-    ctl_dir_obj o, r;
-    cJSON *j, *rj = NULL;
-    int rc = my_vdisk(x, &o, &j);
-    if (rc != 0)
-        return rc;
+    ctl_dir_obj r;
+    cJSON *rj = NULL;
+    int rc = 0;
     uint64_t rid = (uint64_t)api_jint(x->body, "recorder_id");
     api_keys keys = {.set = false};
     if ((rc = api_get_json(x, CTL_KIND_RECORDER, rid, &r, &rj)) == -ENOENT) {
@@ -546,20 +558,23 @@ static int h_step_device(api_ctx *x)
     } else if (rc == 0) {
         ctl_dir_obj_clear(&r);
         uint64_t other;
-        if (vdisk_of_recorder(x, rid, &other) == 0 && other != o.id)
+        if (vdisk_of_recorder(x, rid, &other) == 0 && other != o->id)
             rc = api_fail(x, 409, "recorder_taken", "another virtual disk covers this recorder");
         else if ((rc = api_keys_add(&keys, "vdisk_recorder", "%" PRIu64, rid)) == 0) {
             cJSON_ReplaceItemInObjectCaseSensitive(j, "recorder_id",
                                                    cJSON_CreateNumber((double)rid));
             /* Caps of another recorder's channels no longer apply. */
             cJSON_ReplaceItemInObjectCaseSensitive(j, "camera_caps", cJSON_CreateArray());
-            rc = vdisk_store(x, &o, j, &keys);
+            rc = vdisk_store(x, o, j, &keys);
         }
     }
     cJSON_Delete(rj);
-    cJSON_Delete(j);
-    ctl_dir_obj_clear(&o);
     return rc;
+}
+
+static int h_step_device(api_ctx *x)
+{
+    return on_vdisk(x, do_step_device);
 }
 
 static const ctl_field step_drive_fields[] = {
@@ -571,13 +586,9 @@ static const ctl_field step_drive_fields[] = {
 
 /* Step 2: the drive's details: name, retention (up to the subscription's),
  * policy when full, caps of cameras inside the disk. */
-static int h_step_drive(api_ctx *x)
+static int do_step_drive(api_ctx *x, ctl_dir_obj *o, cJSON *j)
 {
-    ctl_dir_obj o;
-    cJSON *j;
-    int rc = my_vdisk(x, &o, &j);
-    if (rc != 0)
-        return rc;
+    int rc = 0;
     const cJSON *v;
     int64_t max = api_jint(j, "retention_days_max");
     if ((v = cJSON_GetObjectItemCaseSensitive(x->body, "retention_days")) &&
@@ -616,10 +627,13 @@ static int h_step_drive(api_ctx *x)
             rc = -ENOMEM;
     }
     if (rc == 0)
-        rc = vdisk_store(x, &o, j, NULL);
-    cJSON_Delete(j);
-    ctl_dir_obj_clear(&o);
+        rc = vdisk_store(x, o, j, NULL);
     return rc;
+}
+
+static int h_step_drive(api_ctx *x)
+{
+    return on_vdisk(x, do_step_drive);
 }
 
 static const ctl_field step_channels_fields[] = {
@@ -629,13 +643,9 @@ static const ctl_field step_channels_fields[] = {
 /* Step 3: the recorder's channels (name, cloud backup, AI algorithms):
  * each element is a channel change as PUT /api/v1/channels/{id} takes it,
  * with its channel_id. */
-static int h_step_channels(api_ctx *x)
+static int do_step_channels(api_ctx *x, ctl_dir_obj *o, cJSON *j)
 {
-    ctl_dir_obj o;
-    cJSON *j;
-    int rc = my_vdisk(x, &o, &j);
-    if (rc != 0)
-        return rc;
+    int rc = 0;
     uint64_t rid = (uint64_t)api_jint(j, "recorder_id");
     if (!rid)
         rc = api_fail(x, 409, "step_missing", "choose the recorder first (step 1)");
@@ -677,10 +687,13 @@ static int h_step_channels(api_ctx *x)
         ctl_dir_obj_clear(&ch);
     }
     if (rc == 0)
-        rc = vdisk_store(x, &o, j, NULL);
-    cJSON_Delete(j);
-    ctl_dir_obj_clear(&o);
+        rc = vdisk_store(x, o, j, NULL);
     return rc;
+}
+
+static int h_step_channels(api_ctx *x)
+{
+    return on_vdisk(x, do_step_channels);
 }
 
 static const ctl_field step_connection_fields[] = {
@@ -689,26 +702,27 @@ static const ctl_field step_connection_fields[] = {
 
 /* Step 4: the recorder's device id (the name it connects with; pairing
  * sets it, issue 5) and what to type on the recorder. */
-static int h_step_connection(api_ctx *x)
+static int do_step_connection(api_ctx *x, ctl_dir_obj *o, cJSON *j)
 {
-    ctl_dir_obj o, r;
-    cJSON *j, *rj;
-    int rc = my_vdisk(x, &o, &j);
-    if (rc != 0)
-        return rc;
+    ctl_dir_obj r;
+    cJSON *rj;
+    int rc = 0;
     uint64_t rid = (uint64_t)api_jint(j, "recorder_id");
     if (!rid) {
         rc = api_fail(x, 409, "step_missing", "choose the recorder first (step 1)");
     } else if ((rc = api_get_json(x, CTL_KIND_RECORDER, rid, &r, &rj)) == 0) {
         rc = api_recorder_set_device(x, &r, rj, api_jstr(x->body, "device_id"));
         if (rc == 0)
-            rc = vdisk_store(x, &o, j, NULL);
+            rc = vdisk_store(x, o, j, NULL);
         cJSON_Delete(rj);
         ctl_dir_obj_clear(&r);
     }
-    cJSON_Delete(j);
-    ctl_dir_obj_clear(&o);
     return rc;
+}
+
+static int h_step_connection(api_ctx *x)
+{
+    return on_vdisk(x, do_step_connection);
 }
 
 /* What is missing before activation, or NULL. */
@@ -751,13 +765,9 @@ static const char *missing(api_ctx *x, const cJSON *j, int *rc)
 }
 
 /* GET /api/v1/vdisks/{id}/steps */
-static int h_steps(api_ctx *x)
+static int do_steps(api_ctx *x, ctl_dir_obj *o, cJSON *j)
 {
-    ctl_dir_obj o;
-    cJSON *j;
-    int rc = my_vdisk(x, &o, &j);
-    if (rc != 0)
-        return rc;
+    int rc = 0;
     const char *why = missing(x, j, &rc);
     cJSON *out = rc == 0 ? cJSON_CreateObject() : NULL;
     if (rc == 0 && out) {
@@ -771,19 +781,18 @@ static int h_steps(api_ctx *x)
     } else if (rc == 0) {
         rc = -ENOMEM;
     }
-    cJSON_Delete(j);
-    ctl_dir_obj_clear(&o);
     return rc;
 }
 
-/* Step 5: activation checks the whole. */
-static int h_activate(api_ctx *x)
+static int h_steps(api_ctx *x)
 {
-    ctl_dir_obj o;
-    cJSON *j;
-    int rc = my_vdisk(x, &o, &j);
-    if (rc != 0)
-        return rc;
+    return on_vdisk(x, do_steps);
+}
+
+/* Step 5: activation checks the whole. */
+static int do_activate(api_ctx *x, ctl_dir_obj *o, cJSON *j)
+{
+    int rc = 0;
     const char *why = missing(x, j, &rc);
     const char *state = api_jstr(j, "state");
     if (rc == 0 && why)
@@ -792,11 +801,14 @@ static int h_activate(api_ctx *x)
         rc = api_fail(x, 409, "suspended", "the distributor suspended this subscription");
     else if (rc == 0) {
         cJSON_ReplaceItemInObjectCaseSensitive(j, "state", cJSON_CreateString("active"));
-        rc = vdisk_store(x, &o, j, NULL);
+        rc = vdisk_store(x, o, j, NULL);
     }
-    cJSON_Delete(j);
-    ctl_dir_obj_clear(&o);
     return rc;
+}
+
+static int h_activate(api_ctx *x)
+{
+    return on_vdisk(x, do_activate);
 }
 
 const api_route api_subscriptions_routes[] = {

@@ -288,7 +288,8 @@ static int usage_collect(ctl_ledger *l, MDB_txn *txn, usage_map *m)
     mdb_cursor_close(cur);
     if (rc != 0)
         return rc == -ENOENT ? -EIO : rc;
-    qsort(m->v, m->n, sizeof(*m->v), cam_cmp);
+    if (m->n > 1)
+        qsort(m->v, m->n, sizeof(*m->v), cam_cmp);
     size_t w = 0; /* merge a camera's disks */
     for (size_t i = 0; i < m->n; i++) {
         if (w && cam_cmp(&m->v[w - 1], &m->v[i]) == 0) {

@@ -910,6 +910,19 @@ int api_obj_create(api_ctx *x)
     return rc;
 }
 
+int api_merge_field(cJSON *obj, const cJSON *field)
+{
+    cJSON_DeleteItemFromObjectCaseSensitive(obj, field->string);
+    if (cJSON_IsNull(field))
+        return 0;
+    cJSON *copy = cJSON_Duplicate(field, 1);
+    if (!copy || !cJSON_AddItemToObject(obj, field->string, copy)) {
+        cJSON_Delete(copy);
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int api_obj_modify(api_ctx *x)
 {
     const api_kind *k = kind_of(x);
@@ -931,16 +944,7 @@ int api_obj_modify(api_ctx *x)
         }
         if (rc != 0)
             break;
-        cJSON *copy = cJSON_Duplicate(it, 1);
-        if (!copy) {
-            rc = -ENOMEM;
-            break;
-        }
-        cJSON_DeleteItemFromObjectCaseSensitive(after, it->string);
-        if (cJSON_IsNull(copy))
-            cJSON_Delete(copy);
-        else
-            cJSON_AddItemToObject(after, it->string, copy);
+        rc = api_merge_field(after, it);
     }
     api_keys keys = {.set = false};
     if (rc == 0 && k->parent_field && cJSON_GetObjectItemCaseSensitive(x->body, k->parent_field))

@@ -250,6 +250,9 @@ cJSON *api_obj_out(const ctl_dir_obj *o);
 int api_get_json(api_ctx *x, int kind, uint64_t id, ctl_dir_obj *o, cJSON **j);
 /* Resolves a role name in tenant: 0 or -ENOENT. */
 int api_role_resolve(ctl_dir_txn *t, uint64_t tenant, const char *name, api_role *out);
+/* A change's field into obj: replaces it, or removes it for null. 0 or
+ * -ENOMEM. */
+int api_merge_field(cJSON *obj, const cJSON *field);
 /* Queues device for a config update once the request commits. */
 int api_device_changed(api_ctx *x, const char *device);
 /* Mirrors the virtual disk covering recorder rid (if any) into the ledger

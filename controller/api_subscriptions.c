@@ -621,11 +621,8 @@ static int do_step_drive(api_ctx *x, ctl_dir_obj *o, cJSON *j)
         }
         ctl_dir_obj_clear(&ch);
     }
-    for (const cJSON *it = x->body ? x->body->child : NULL; rc == 0 && it; it = it->next) {
-        cJSON_DeleteItemFromObjectCaseSensitive(j, it->string);
-        if (!cJSON_AddItemToObject(j, it->string, cJSON_Duplicate(it, 1)))
-            rc = -ENOMEM;
-    }
+    for (const cJSON *it = x->body ? x->body->child : NULL; rc == 0 && it; it = it->next)
+        rc = api_merge_field(j, it);
     if (rc == 0)
         rc = vdisk_store(x, o, j, NULL);
     return rc;
@@ -677,10 +674,11 @@ static int do_step_channels(api_ctx *x, ctl_dir_obj *o, cJSON *j)
                           i);
             break;
         }
-        for (const cJSON *it = c->child; it; it = it->next)
+        for (const cJSON *it = c->child; rc == 0 && it; it = it->next)
             if (strcmp(it->string, "channel_id") != 0)
-                cJSON_ReplaceItemInObjectCaseSensitive(cj, it->string, cJSON_Duplicate(it, 1));
-        rc = api_channel_check(x, &ch, cj);
+                rc = api_merge_field(cj, it);
+        if (rc == 0)
+            rc = api_channel_check(x, &ch, cj);
         if (rc == 0)
             rc = api_put_json(x->t, x->c.actor, &ch, cj, NULL, 0);
         cJSON_Delete(cj);

@@ -8,6 +8,7 @@
 #include "common/c2d_lmdb.h"
 #include "controller/ledger_int.h"
 #include "controller/quota.h"
+#include "controller/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -219,58 +220,14 @@ static int extra_has(const ctl_fsck *f, const char *rel)
     return f->nextra && bsearch(&rel, f->extra, f->nextra, sizeof(char *), path_cmp) != NULL;
 }
 
-/* Strict decimal of s[0..len): no sign, no leading zeros, <= max (as the
- * store names files). */
-static int parse_dec(const char *s, size_t len, uint64_t max, uint64_t *out)
-{
-    if (len == 0 || len > 20 || (len > 1 && s[0] == '0'))
-        return -1;
-    uint64_t v = 0;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (max - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* The key of a stored file "store/{device}/{ch}/{start}.ts" or a partial
- * file "partial/{device}/{ch}-{start}.part"; -1 for other names. */
-static int rel_key(const char *rel, int partial, ctl_seg_key *key)
-{
-    const char *top = partial ? "partial/" : "store/";
-    size_t tn = strlen(top);
-    if (strncmp(rel, top, tn) != 0)
-        return -1;
-    const char *dev = rel + tn, *slash = strchr(dev, '/');
-    if (!slash || (size_t)(slash - dev) > C2D_DEVICE_ID_MAX)
-        return -1;
-    char device[C2D_DEVICE_ID_MAX + 1];
-    memcpy(device, dev, (size_t)(slash - dev));
-    device[slash - dev] = '\0';
-    const char *name = slash + 1, *sep = strchr(name, partial ? '-' : '/');
-    const char *ext = partial ? ".part" : ".ts";
-    size_t n = strlen(name), en = strlen(ext);
-    uint64_t ch, start;
-    if (!sep || n <= en || strcmp(name + n - en, ext) != 0 || name + n - en <= sep ||
-        parse_dec(name, (size_t)(sep - name), UINT16_MAX, &ch) != 0 ||
-        parse_dec(sep + 1, (size_t)(name + n - en - (sep + 1)), INT64_MAX, &start) != 0)
-        return -1;
-    return ctl_seg_key_set(key, device, (uint16_t)ch, (int64_t)start) == 0 ? 0 : -1;
-}
-
 static void canonical(const ctl_seg_key *key, char *buf, size_t len)
 {
-    snprintf(buf, len, "store/%s/%u/%" PRId64 ".ts", key->device, key->channel, key->start_us);
+    ctl_store_rel_path(key, 0, buf, len);
 }
 
 static void partial_rel(const ctl_seg_key *key, char *buf, size_t len)
 {
-    snprintf(buf, len, "partial/%s/%u-%" PRId64 ".part", key->device, key->channel, key->start_us);
+    ctl_store_rel_path(key, 1, buf, len);
 }
 
 /* A recorded path fsck may touch: relative, under store/, no "..". */
@@ -690,7 +647,7 @@ static int recorded(ctx *c, const char *rel)
     ctl_seg_key key;
     if (extra_has(c->f, rel))
         return 1;
-    if (rel_key(rel, 0, &key) != 0)
+    if (ctl_store_parse_rel(rel, 0, &key) != 0)
         return 0;
     return has_record(c, c->f->l->segments, &key, rel);
 }
@@ -707,7 +664,8 @@ static int check_store_file(ctx *c, const char *rel)
         return add(f, CTL_FSCK_TRASH_FILE, A_UNLINK_TRASH, rel, NULL,
                    "delete it and its trash entry (the janitor's job)",
                    "%s: a removed segment's file, in the trash", rel);
-    if (rel_key(rel, 0, &key) == 0 && (rc = has_record(c, f->l->partials, &key, NULL)) != 0) {
+    if (ctl_store_parse_rel(rel, 0, &key) == 0 &&
+        (rc = has_record(c, f->l->partials, &key, NULL)) != 0) {
         if (rc < 0)
             return rc;
         return add(f, CTL_FSCK_INTERRUPTED_COMMIT, 0, rel, NULL,
@@ -781,7 +739,8 @@ static int check_partial_file(ctx *c, const char *rel)
 {
     ctl_seg_key key;
     int rc;
-    if (rel_key(rel, 1, &key) == 0 && (rc = has_record(c, c->f->l->partials, &key, NULL)) != 0)
+    if (ctl_store_parse_rel(rel, 1, &key) == 0 &&
+        (rc = has_record(c, c->f->l->partials, &key, NULL)) != 0)
         return rc < 0 ? rc : 0;
     return add(c->f, CTL_FSCK_PARTIAL_NO_RECORD, A_QUARANTINE, rel, NULL, "move it to quarantine/",
                "%s: no partial record", rel);

@@ -399,3 +399,34 @@ int ctl_store_foreach(ctl_store *st, ctl_store_visit visit, void *ud, uint64_t *
 {
     return st->ops->foreach (st, visit, ud, skipped);
 }
+
+int ctl_store_rel_path(const ctl_seg_key *key, int partial, char *buf, size_t len)
+{
+    if (!partial)
+        return seg_rel(key, buf, len);
+    return fmt(buf, len, "partial/%s/%" PRIu16 "-%" PRId64 ".part", key->device, key->channel,
+               key->start_us);
+}
+
+int ctl_store_parse_rel(const char *rel, int partial, ctl_seg_key *key)
+{
+    const char *top = partial ? "partial/" : "store/";
+    size_t tn = strlen(top);
+    if (strncmp(rel, top, tn) != 0)
+        return -1;
+    const char *dev = rel + tn, *slash = strchr(dev, '/');
+    if (!slash || (size_t)(slash - dev) > C2D_DEVICE_ID_MAX)
+        return -1;
+    char device[C2D_DEVICE_ID_MAX + 1];
+    memcpy(device, dev, (size_t)(slash - dev));
+    device[slash - dev] = '\0';
+    const char *name = slash + 1, *sep = strchr(name, partial ? '-' : '/');
+    const char *ext = partial ? ".part" : ".ts";
+    size_t n = strlen(name), en = strlen(ext);
+    uint64_t ch, start;
+    if (!sep || n <= en || strcmp(name + n - en, ext) != 0 || name + n - en <= sep ||
+        parse_dec(name, (size_t)(sep - name), UINT16_MAX, &ch) != 0 ||
+        parse_dec(sep + 1, (size_t)(name + n - en - (sep + 1)), INT64_MAX, &start) != 0)
+        return -1;
+    return ctl_seg_key_set(key, device, (uint16_t)ch, (int64_t)start) == 0 ? 0 : -1;
+}

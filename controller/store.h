@@ -81,4 +81,12 @@ int ctl_store_delete(ctl_store *st, const ctl_seg_key *key);
  * counted in *skipped (may be NULL). */
 int ctl_store_foreach(ctl_store *st, ctl_store_visit visit, void *ud, uint64_t *skipped);
 
+/* The data_dir-relative name of key's file: "store/{device}/{ch}/{start}.ts",
+ * or with partial "partial/{device}/{ch}-{start}.part". 0 or -ENAMETOOLONG. */
+int ctl_store_rel_path(const ctl_seg_key *key, int partial, char *buf, size_t len);
+
+/* The inverse (fsck, the janitor): 0 with *key set, or -1 for any other
+ * name (strict decimals, no leading zeros, valid device id). */
+int ctl_store_parse_rel(const char *rel, int partial, ctl_seg_key *key);
+
 #endif

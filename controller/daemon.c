@@ -73,6 +73,11 @@ void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_di
     d->next_sweep_us = c2d_mono_us() + d->sweep_us;
 }
 
+static int commit_in_flight(void *ud, const ctl_seg_key *key)
+{
+    return ctl_ingest_committing(ud, key);
+}
+
 /* Retention and the trash: after commits (evictions leave files to
  * delete) and every sweep interval. */
 static void janitor(ctl_daemon *d)
@@ -84,7 +89,8 @@ static void janitor(ctl_daemon *d)
     if (!sweep && !d->commits_since_janitor)
         return;
     ctl_janitor_stats st;
-    int rc = ctl_janitor_run(d->ledger, d->data_dir, sweep, c2d_now_us(), &st);
+    int rc =
+        ctl_janitor_run(d->ledger, d->data_dir, sweep, c2d_now_us(), commit_in_flight, d->ing, &st);
     if (rc != 0)
         c2d_err("janitor: %s", strerror(-rc));
     else if (st.expired || st.deleted)

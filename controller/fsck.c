@@ -36,19 +36,14 @@ enum {
     A_DROP_TRASH = 8,   /* drop path's trash entry */
     A_DROP_PARTIAL = 16,
     A_SUMS = 32, /* fixed by recomputing the sums */
-    A_DSEG_PUT = 64,
-    A_DSEG_DEL = 128,
-    A_NONE = 256, /* a finding nothing can repair */
+    A_NONE = 64, /* a finding nothing can repair */
 };
 
 typedef struct {
     ctl_fsck_finding pub;
     unsigned act;
-    uint8_t key[CTL_QUOTA_DSEG_KEY_MAX]; /* raw key of the record acted on */
+    uint8_t key[KEY_MAX]; /* raw key of the record acted on (segment, partial, trash) */
     size_t klen;
-    ctl_seg_key seg;
-    uint64_t disk, size; /* A_DEL_SEG: the disk whose entry goes too; A_DSEG_PUT */
-    int prot;
     char *path; /* relative to data_dir */
 } item;
 
@@ -58,13 +53,18 @@ typedef struct {
     uint8_t key[CTL_QUOTA_DCAM_KEY_MAX];
     size_t klen;
     uint64_t bytes[2], segs[2], prot[2];
-    uint64_t capacity; /* disks: for the protection bound */
+    int64_t head[2]; /* disk_cams: the oldest start */
 } tally;
 
 typedef struct {
     tally *v;
     size_t n, cap;
 } tallies;
+
+typedef struct {
+    char *path;
+    uint8_t seq[CTL_QUOTA_TRASH_KEY];
+} trash_ent;
 
 struct ctl_fsck {
     ctl_ledger *l;
@@ -74,6 +74,8 @@ struct ctl_fsck {
     tallies dcams, disks;
     char **extra; /* recorded paths that are not the canonical one, sorted */
     size_t nextra, capextra;
+    trash_ent *trash; /* entries whose file is not live, by path */
+    size_t ntrash, captrash;
     ctl_fsck_stats st;
     int checked;
 };
@@ -91,9 +93,6 @@ static const char *const kind_names[] = {
     [CTL_FSCK_USAGE] = "usage",
     [CTL_FSCK_DISK_CAMS] = "disk_cams",
     [CTL_FSCK_DISK_SUMS] = "disk_sums",
-    [CTL_FSCK_DISK_SEG_MISSING] = "disk_seg_missing",
-    [CTL_FSCK_DISK_SEG_SIZE] = "disk_seg_size",
-    [CTL_FSCK_DISK_SEG_STRAY] = "disk_seg_stray",
     [CTL_FSCK_PARTIAL_NO_FILE] = "partial_no_file",
     [CTL_FSCK_PARTIAL_NO_RECORD] = "partial_no_record",
 };
@@ -119,6 +118,9 @@ static void clear_items(ctl_fsck *f)
     for (size_t i = 0; i < f->nextra; i++)
         free(f->extra[i]);
     f->nextra = 0;
+    for (size_t i = 0; i < f->ntrash; i++)
+        free(f->trash[i].path);
+    f->ntrash = 0;
     f->dcams.n = f->disks.n = 0;
     memset(&f->st, 0, sizeof(f->st));
     f->checked = 0;
@@ -359,85 +361,38 @@ static int check_segment(ctx *c, const MDB_val *k, const MDB_val *v)
                           rec.path, detail)) != 0)
                 return rc;
             set_key(it, k);
-            it->seg = key;
-            it->disk = have_disk ? rec.disk_id : 0;
             bad = 1;
         }
     }
 
-    /* The sums: [0] as recorded, [1] without the records a repair deletes. */
+    /* The sums: [0] as recorded, [1] without the records a repair deletes.
+     * Records come in camera and time order: a camera's first on a disk
+     * is its head there. */
     rc = 0;
-    if (!have_disk && rec.disk_id == 0) {
-        /* Open mode: counted on disk 0's camera usage, no disk record. */
-        uint8_t zk[CTL_QUOTA_DCAM_KEY_MAX];
-        size_t zkn = ctl_quota_fsck_dcam_key(zk, 0, key.device, key.channel);
-        tally *z = tally_at(&f->dcams, zk, zkn, 1, &rc);
-        if (!z)
-            return rc ? rc : -EIO;
-        for (int i = 0; i < 1 + !bad; i++) {
-            z->bytes[i] += rec.size;
-            z->segs[i]++;
-        }
+    if (!have_disk && rec.disk_id != 0)
         return 0;
-    }
-    if (!have_disk)
-        return 0;
-
     uint8_t dck[CTL_QUOTA_DCAM_KEY_MAX], dk[8];
     size_t dckn = ctl_quota_fsck_dcam_key(dck, rec.disk_id, key.device, key.channel);
-    put_be(dk, rec.disk_id, 8);
     tally *dc = tally_at(&f->dcams, dck, dckn, 1, &rc);
-    tally *dd = dc ? tally_at(&f->disks, dk, 8, 1, &rc) : NULL;
+    if (!dc)
+        return rc ? rc : -EIO;
+    for (int i = 0; i < 1 + !bad; i++) {
+        if (dc->segs[i]++ == 0)
+            dc->head[i] = key.start_us;
+        dc->bytes[i] += rec.size;
+    }
+    if (!have_disk)
+        return 0; /* open mode: disk 0's camera usage, no disk record */
+    put_be(dk, rec.disk_id, 8);
+    tally *dd = tally_at(&f->disks, dk, 8, 1, &rc);
     if (!dd)
         return rc ? rc : -EIO;
-    dd->capacity = d.cfg.capacity;
     for (int i = 0; i < 1 + !bad; i++) {
-        dc->bytes[i] += rec.size;
-        dc->segs[i]++;
         dd->bytes[i] += rec.size;
         dd->segs[i]++;
+        if (rec.is_protected)
+            dd->prot[i] += rec.size;
     }
-
-    /* Its disk_segs entry. */
-    uint8_t sk[CTL_QUOTA_DSEG_KEY_MAX];
-    MDB_val msk = {ctl_quota_fsck_dseg_key(sk, rec.disk_id, &key), sk}, msv;
-    uint64_t esize = 0;
-    int prot = 0;
-    rc = c2d_mdb_errno(mdb_get(c->txn, f->l->disk_segs, &msk, &msv));
-    if (rc == 0)
-        rc = ctl_quota_fsck_dseg_decode(&msv, &esize, &prot);
-    if (rc != 0 && rc != -ENOENT && rc != -EIO)
-        return rc;
-    if (bad)
-        return 0; /* the repair deletes the entry with the record */
-    if (rc != 0) {
-        /* Restored protected if a range covers it and the bound allows. */
-        int cov = 0;
-        if ((rc = ctl_quota_fsck_covered(f->l, c->txn, key.device, key.channel, key.start_us,
-                                         key.start_us + rec.duration_us, &cov)) != 0)
-            return rc;
-        prot = cov && dd->prot[1] + rec.size <= dd->capacity / 2;
-        if ((rc = add(f, CTL_FSCK_DISK_SEG_MISSING, A_DSEG_PUT | A_SUMS, NULL, &it, R_SUMS,
-                      "disk %" PRIu64 " has no entry for segment %s/%u/%" PRId64, rec.disk_id,
-                      key.device, key.channel, key.start_us)) != 0)
-            return rc;
-    } else if (esize != rec.size) {
-        if ((rc = add(f, CTL_FSCK_DISK_SEG_SIZE, A_DSEG_PUT | A_SUMS, NULL, &it, R_SUMS,
-                      "disk %" PRIu64 " entry of segment %s/%u/%" PRId64 " says %" PRIu64
-                      " bytes, the record %" PRIu64,
-                      rec.disk_id, key.device, key.channel, key.start_us, esize, rec.size)) != 0)
-            return rc;
-    } else {
-        it = NULL;
-    }
-    if (it) {
-        it->seg = key;
-        it->disk = rec.disk_id;
-        it->size = rec.size;
-        it->prot = prot;
-    }
-    if (prot)
-        dd->prot[1] += rec.size;
     return 0;
 }
 
@@ -459,53 +414,6 @@ static int walk_db(ctx *c, MDB_dbi dbi, int (*fn)(ctx *, const MDB_val *, const 
 }
 
 /* ---- 3. sums ------------------------------------------------------------- */
-
-static int check_dseg(ctx *c, const MDB_val *k, const MDB_val *v)
-{
-    ctl_fsck *f = c->f;
-    uint64_t disk, size;
-    int prot;
-    ctl_seg_key key;
-    item *it;
-    int rc = ctl_quota_fsck_dseg_parse(k, &disk, &key);
-    if (rc == 0)
-        rc = ctl_quota_fsck_dseg_decode(v, &size, &prot);
-    if (rc != 0) {
-        if ((rc = add(f, CTL_FSCK_DISK_SEG_STRAY, A_DSEG_DEL | A_SUMS, NULL, &it, R_SUMS,
-                      "disk_segs entry of %zu-byte key does not decode", k->mv_size)) == 0)
-            set_key(it, k);
-        return rc;
-    }
-    uint8_t dk[8];
-    put_be(dk, disk, 8);
-    rc = 0;
-    tally *dd = tally_at(&f->disks, dk, 8, 1, &rc);
-    if (!dd)
-        return rc ? rc : -EIO;
-    if (prot)
-        dd->prot[0] += size;
-    /* Its segment, on this disk. */
-    uint8_t sk[KEY_MAX];
-    MDB_val msk = {ctl_ledger_make_key(sk, key.device, key.channel, key.start_us, 1), sk}, msv;
-    ctl_segment_rec rec;
-    ctl_disk_rec d;
-    rc = c2d_mdb_errno(mdb_get(c->txn, f->l->segments, &msk, &msv));
-    if (rc == 0)
-        rc = ctl_ledger_decode_segment(&msv, &rec);
-    if (rc != 0 && rc != -ENOENT && rc != -EIO)
-        return rc;
-    if (rc == 0 && rec.disk_id == disk) {
-        rc = disk_get(c, disk, &d);
-        if (rc != -ENOENT)
-            return rc == -EIO ? 0 : rc; /* -ENOENT: stray with its missing disk */
-    }
-    if ((rc = add(f, CTL_FSCK_DISK_SEG_STRAY, A_DSEG_DEL | A_SUMS, NULL, &it, R_SUMS,
-                  "disk %" PRIu64 " entry for %s/%u/%" PRId64
-                  ": no such segment on an existing disk",
-                  disk, key.device, key.channel, key.start_us)) == 0)
-        set_key(it, k);
-    return rc;
-}
 
 /* Usage records (usage or disk_cams) against the tallies. */
 static int check_usage_db(ctx *c, MDB_dbi dbi, tallies *t, ctl_fsck_kind kind)
@@ -530,15 +438,16 @@ static int check_usage_db(ctx *c, MDB_dbi dbi, tallies *t, ctl_fsck_kind kind)
         int cmp = !have          ? 1
                   : seen == t->n ? -1
                                  : key_cmp(k.mv_data, k.mv_size, t->v[seen].key, t->v[seen].klen);
-        ctl_usage_rec u = {0, 0};
+        ctl_quota_dcam u = {0, 0, 0};
         const tally *x = NULL;
         int dec = 0;
         if (cmp <= 0)
-            dec = ctl_ledger_decode_usage(&v, &u);
+            dec = ctl_quota_fsck_dcam_decode(&v, &u);
         if (cmp >= 0)
             x = &t->v[seen++];
         uint64_t want_b = x ? x->bytes[0] : 0, want_s = x ? x->segs[0] : 0;
-        if (dec != 0 || u.bytes != want_b || u.segments != want_s) {
+        int64_t want_h = x ? x->head[0] : 0;
+        if (dec != 0 || u.bytes != want_b || u.segments != want_s || u.head_us != want_h) {
             /* The object: camera, or disk + camera. */
             const uint8_t *kp = cmp <= 0 ? k.mv_data : x->key;
             size_t kn = cmp <= 0 ? k.mv_size : x->klen, off = kind == CTL_FSCK_DISK_CAMS ? 8 : 0;
@@ -556,9 +465,9 @@ static int check_usage_db(ctx *c, MDB_dbi dbi, tallies *t, ctl_fsck_kind kind)
                 rc = add(f, kind, A_SUMS, NULL, NULL, R_SUMS, "%s: record does not decode", obj);
             else
                 rc = add(f, kind, A_SUMS, NULL, NULL, R_SUMS,
-                         "%s: %" PRIu64 " bytes in %" PRIu64 " segments recorded, the segments "
-                         "sum to %" PRIu64 " in %" PRIu64,
-                         obj, u.bytes, u.segments, want_b, want_s);
+                         "%s: %" PRIu64 " bytes in %" PRIu64 " segments from %" PRId64
+                         " recorded, the segments sum to %" PRIu64 " in %" PRIu64 " from %" PRId64,
+                         obj, u.bytes, u.segments, u.head_us, want_b, want_s, want_h);
             if (rc != 0)
                 break;
         }
@@ -652,18 +561,36 @@ static int recorded(ctx *c, const char *rel)
     return has_record(c, c->f->l->segments, &key, rel);
 }
 
+static int trash_cmp(const void *a, const void *b)
+{
+    return strcmp(((const trash_ent *)a)->path, ((const trash_ent *)b)->path);
+}
+
+static const trash_ent *in_trash(const ctl_fsck *f, const char *rel)
+{
+    trash_ent want = {.path = (char *)rel};
+    return f->ntrash ? bsearch(&want, f->trash, f->ntrash, sizeof(*f->trash), trash_cmp) : NULL;
+}
+
 static int check_store_file(ctx *c, const char *rel)
 {
     ctl_fsck *f = c->f;
     ctl_seg_key key;
+    item *it;
     f->st.files++;
     int rc = recorded(c, rel);
     if (rc != 0)
         return rc < 0 ? rc : 0;
-    if (ctl_quota_in_trash(f->l, c->txn, rel))
-        return add(f, CTL_FSCK_TRASH_FILE, A_UNLINK_TRASH, rel, NULL,
-                   "delete it and its trash entry (the janitor's job)",
-                   "%s: a removed segment's file, in the trash", rel);
+    const trash_ent *t = in_trash(f, rel);
+    if (t) {
+        if ((rc = add(f, CTL_FSCK_TRASH_FILE, A_UNLINK_TRASH, rel, &it,
+                      "delete it and its trash entry (the janitor's job)",
+                      "%s: a removed segment's file, in the trash", rel)) == 0) {
+            memcpy(it->key, t->seq, sizeof(t->seq));
+            it->klen = sizeof(t->seq);
+        }
+        return rc;
+    }
     if (ctl_store_parse_rel(rel, 0, &key) == 0 &&
         (rc = has_record(c, f->l->partials, &key, NULL)) != 0) {
         if (rc < 0)
@@ -676,20 +603,41 @@ static int check_store_file(ctx *c, const char *rel)
                "%s: no segment record", rel);
 }
 
+/* Trash entries: those whose path is recorded again (the segment was sent
+ * again) are the janitor's to drop, keeping the file; the others are
+ * indexed by path for the files walk. */
 static int check_trash(ctx *c, const MDB_val *k, const MDB_val *v)
 {
-    (void)v;
+    ctl_fsck *f = c->f;
+    ctl_seg_key key;
     char rel[CTL_LEDGER_PATH_MAX];
-    if (k->mv_size >= sizeof(rel) || k->mv_size == 0)
-        return 0; /* not a path the ledger makes: the janitor skips it too */
-    memcpy(rel, k->mv_data, k->mv_size);
-    rel[k->mv_size] = '\0';
-    int rc = recorded(c, rel);
-    if (rc <= 0)
+    item *it;
+    int rc;
+    if (k->mv_size != CTL_QUOTA_TRASH_KEY || ctl_quota_fsck_trash_decode(v, &key, rel) != 0) {
+        if ((rc = add(f, CTL_FSCK_TRASH_LIVE, A_DROP_TRASH, NULL, &it, "drop the trash entry",
+                      "trash entry of %zu-byte key does not decode", k->mv_size)) == 0)
+            set_key(it, k);
         return rc;
-    return add(c->f, CTL_FSCK_TRASH_LIVE, A_DROP_TRASH, rel, NULL,
-               "drop the trash entry (keep the file)",
-               "trash entry %s names a recorded segment's file", rel);
+    }
+    if ((rc = recorded(c, rel)) != 0)
+        return rc < 0 ? rc
+                      : add(f, CTL_FSCK_TRASH_LIVE, 0, rel, NULL,
+                            "none: the janitor drops the entry and keeps the file",
+                            "trash entry %s names a recorded segment's file (sent again)", rel);
+    if (f->ntrash == f->captrash) {
+        size_t cap = f->captrash ? 2 * f->captrash : 16;
+        trash_ent *p = realloc(f->trash, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        f->trash = p;
+        f->captrash = cap;
+    }
+    trash_ent *t = &f->trash[f->ntrash];
+    if (!(t->path = strdup(rel)))
+        return -ENOMEM;
+    memcpy(t->seq, k->mv_data, sizeof(t->seq));
+    f->ntrash++;
+    return 0;
 }
 
 /* ---- 4. partials ----------------------------------------------------------- */
@@ -769,6 +717,7 @@ void ctl_fsck_free(ctl_fsck *f)
     clear_items(f);
     free(f->items);
     free(f->extra);
+    free(f->trash);
     free(f->dcams.v);
     free(f->disks.v);
     free(f->data_dir);
@@ -795,17 +744,17 @@ int ctl_fsck_check(ctl_fsck *f, int hashes)
     if (rc == 0 && f->nextra)
         qsort(f->extra, f->nextra, sizeof(char *), path_cmp);
     if (rc == 0)
-        rc = walk_db(&c, f->l->disk_segs, check_dseg);
-    if (rc == 0)
         rc = check_usage_db(&c, f->l->disk_cams, &f->dcams, CTL_FSCK_DISK_CAMS);
     if (rc == 0)
         rc = walk_db(&c, f->l->disks, check_disk);
+    if (rc == 0)
+        rc = walk_db(&c, f->l->trash, check_trash);
+    if (rc == 0 && f->ntrash > 1)
+        qsort(f->trash, f->ntrash, sizeof(*f->trash), trash_cmp);
     if (rc == 0) {
         snprintf(rel, sizeof(rel), "store");
         rc = walk_files(&c, rel, sizeof(rel), 0, check_store_file);
     }
-    if (rc == 0)
-        rc = walk_db(&c, f->l->trash, check_trash);
     if (rc == 0)
         rc = walk_db(&c, f->l->partials, check_partial);
     if (rc == 0) {
@@ -831,14 +780,11 @@ static int del_key(MDB_txn *txn, MDB_dbi dbi, const void *k, size_t kn)
     return rc == -ENOENT ? 0 : rc;
 }
 
-static int put_usage(MDB_txn *txn, MDB_dbi dbi, const tally *x)
+static int put_dcam(ctl_fsck *f, MDB_txn *txn, const tally *x)
 {
-    uint8_t v[USAGE_LEN];
-    put_be(v, x->bytes[1], 8);
-    put_be(v + 8, x->segs[1], 8);
-    MDB_val mk = {x->klen, (void *)x->key}, mv = {USAGE_LEN, v};
-    int rc = c2d_mdb_errno(mdb_put(txn, dbi, &mk, &mv, 0));
-    return rc == -EEXIST ? -EIO : rc;
+    ctl_quota_dcam d = {x->bytes[1], x->segs[1], x->head[1]};
+    MDB_val mk = {x->klen, (void *)x->key};
+    return ctl_quota_fsck_dcam_put(f->l, txn, &mk, &d);
 }
 
 /* Every disk's used, segments and protected bytes from the tallies. */
@@ -885,22 +831,12 @@ static int repair_ledger(ctl_fsck *f)
     int rc = c2d_mdb_errno(mdb_txn_begin(ctl_ledger_env(l), NULL, 0, &txn));
     for (size_t i = 0; rc == 0 && i < f->n; i++) {
         item *it = &f->items[i];
-        if (it->act & A_DEL_SEG) {
+        if (it->act & A_DEL_SEG)
             rc = del_key(txn, l->segments, it->key, it->klen);
-            if (rc == 0 && it->disk) {
-                uint8_t dk[CTL_QUOTA_DSEG_KEY_MAX];
-                rc =
-                    del_key(txn, l->disk_segs, dk, ctl_quota_fsck_dseg_key(dk, it->disk, &it->seg));
-            }
-        }
-        if (rc == 0 && (it->act & A_DSEG_DEL))
-            rc = del_key(txn, l->disk_segs, it->key, it->klen);
-        if (rc == 0 && (it->act & A_DSEG_PUT))
-            rc = ctl_quota_fsck_dseg_put(l, txn, it->disk, &it->seg, it->size, it->prot);
         if (rc == 0 && (it->act & A_DROP_PARTIAL))
             rc = del_key(txn, l->partials, it->key, it->klen);
         if (rc == 0 && (it->act & A_DROP_TRASH))
-            rc = del_key(txn, l->trash, it->path, strlen(it->path));
+            rc = del_key(txn, l->trash, it->key, it->klen);
     }
     if (rc == 0 && sums) {
         /* Recomputed from the segment records: disk_cams anew (the old
@@ -910,7 +846,7 @@ static int repair_ledger(ctl_fsck *f)
             rc = c2d_mdb_errno(mdb_drop(txn, l->disk_cams, 0));
         for (size_t i = 0; rc == 0 && i < f->dcams.n; i++)
             if (f->dcams.v[i].segs[1])
-                rc = put_usage(txn, l->disk_cams, &f->dcams.v[i]);
+                rc = put_dcam(f, txn, &f->dcams.v[i]);
         if (rc == 0)
             rc = fix_disks(f, txn);
     }
@@ -960,7 +896,7 @@ static int quarantine(ctl_fsck *f, const char *rel)
 
 /* Deletes a trash file, then its entry (the janitor's order: a crash
  * between leaves an entry whose file is gone, which it clears). */
-static int empty_trash(ctl_fsck *f, const char *rel)
+static int empty_trash(ctl_fsck *f, const char *rel, const uint8_t *seq, size_t seqlen)
 {
     char path[PATH_LEN];
     int rc = full_path(f, rel, path, sizeof(path));
@@ -973,7 +909,7 @@ static int empty_trash(ctl_fsck *f, const char *rel)
     MDB_txn *txn;
     if ((rc = c2d_mdb_errno(mdb_txn_begin(ctl_ledger_env(f->l), NULL, 0, &txn))) != 0)
         return rc;
-    if ((rc = del_key(txn, f->l->trash, rel, strlen(rel))) != 0) {
+    if ((rc = del_key(txn, f->l->trash, seq, seqlen)) != 0) {
         mdb_txn_abort(txn);
         return rc;
     }
@@ -1006,7 +942,7 @@ int ctl_fsck_repair(ctl_fsck *f)
             it->pub.repaired = 1;
         }
         if (it->act & A_UNLINK_TRASH) {
-            if ((rc = empty_trash(f, it->path)) != 0)
+            if ((rc = empty_trash(f, it->path, it->key, it->klen)) != 0)
                 return rc;
             it->pub.repaired = 1;
         }

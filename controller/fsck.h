@@ -8,9 +8,10 @@
  *     repair, as the janitor would), or an interrupted commit (a partial
  *     record and no segment record: start-up recovery completes it; info
  *     only); else an orphan, moved to quarantine/;
- *  3. the sums: usage per camera, disk_cams, each disk's used, segments and
- *     protected bytes, and one disk_segs entry per segment on a disk; a
- *     repair recomputes them from the segment records (the truth);
+ *  3. the sums: disk_cams (bytes, segments and head of each camera on each
+ *     disk; disk 0: open mode), each disk's used, segments and protected
+ *     bytes; a repair recomputes them from the segment records (the
+ *     truth);
  *  4. partial records without a partial file (dropped, as recovery does)
  *     and partial files without a record (moved to quarantine/).
  * Nothing is ever deleted but trash files; what is broken is kept in
@@ -40,14 +41,12 @@ typedef enum {
     CTL_FSCK_UNKNOWN_DISK,       /* a segment counts on a disk that does not exist */
     CTL_FSCK_ORPHAN_FILE,        /* a file under store/ nobody records */
     CTL_FSCK_TRASH_FILE,         /* a removed segment's file waiting for the janitor */
-    CTL_FSCK_TRASH_LIVE,         /* a trash entry naming a recorded segment's file */
+    CTL_FSCK_TRASH_LIVE,         /* info: a trash entry naming a recorded segment's file;
+                                    a finding: one that does not decode */
     CTL_FSCK_INTERRUPTED_COMMIT, /* info: recovery at start-up completes it */
     CTL_FSCK_USAGE,              /* unused: per-camera usage is disk_cams' (ledger.h) */
     CTL_FSCK_DISK_CAMS,          /* a disk_cams record is not the sum of its segments */
     CTL_FSCK_DISK_SUMS,          /* a disk's used, segments or protected bytes */
-    CTL_FSCK_DISK_SEG_MISSING,   /* a segment on a disk without its disk_segs entry */
-    CTL_FSCK_DISK_SEG_SIZE,      /* a disk_segs entry whose size is not the segment's */
-    CTL_FSCK_DISK_SEG_STRAY,     /* a disk_segs entry without its segment */
     CTL_FSCK_PARTIAL_NO_FILE,    /* a partial record without its partial file */
     CTL_FSCK_PARTIAL_NO_RECORD,  /* a partial file without its record */
 } ctl_fsck_kind;

@@ -882,6 +882,12 @@ void ctl_ingest_set_committer(ctl_ingest *ing, ctl_commit_submit_fn submit, void
     ing->submit_ud = ud;
 }
 
+int ctl_ingest_committing(ctl_ingest *ing, const ctl_seg_key *key)
+{
+    const entry *e = ing ? find(ing, key) : NULL;
+    return e && e->committing;
+}
+
 int ctl_ingest_commit_done(ctl_ingest *ing, const ctl_commit_job *job, ctl_ack_sink sink, void *ud)
 {
     entry *e = find(ing, &job->key);

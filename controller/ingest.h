@@ -174,4 +174,9 @@ void ctl_ingest_set_committer(ctl_ingest *ing, ctl_commit_submit_fn submit, void
  * Every submitted job must come back before ctl_ingest_free. */
 int ctl_ingest_commit_done(ctl_ingest *ing, const ctl_commit_job *job, ctl_ack_sink sink, void *ud);
 
+/* 1 while a commit of key is with the committer: its file is in the store
+ * already, and the janitor must not delete that path for an evicted copy
+ * (janitor.h). */
+int ctl_ingest_committing(ctl_ingest *ing, const ctl_seg_key *key);
+
 #endif

@@ -71,12 +71,38 @@ int ctl_ledger_parse_key(const MDB_val *k, int with_start, ctl_seg_key *out)
     return 0;
 }
 
+/* The fixed part's length by the record's version (1: no disk, 2: the
+ * disk before the path, 3: then the flags); 0 if it is not a record. */
+static size_t seg_fixed(const MDB_val *v)
+{
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < 1)
+        return 0;
+    size_t fixed = p[0] == REC_VERSION         ? SEG_FIXED
+                   : p[0] == SEG_VERSION_DISK  ? SEG_FIXED_DISK
+                   : p[0] == SEG_VERSION_FLAGS ? SEG_FIXED_FLAGS
+                                               : 0;
+    return v->mv_size >= fixed ? fixed : 0;
+}
+
+int ctl_ledger_peek_segment(const MDB_val *v, ctl_seg_peek *out)
+{
+    const uint8_t *p = v->mv_data;
+    size_t fixed = seg_fixed(v);
+    if (!fixed || v->mv_size != fixed + get_be(p + fixed - 2, 2))
+        return -EIO;
+    out->duration_us = (int64_t)get_be(p + 1, 8);
+    out->size = get_be(p + 9, 8);
+    out->disk_id = fixed >= SEG_FIXED_DISK ? get_be(p + 57, 8) : 0;
+    out->is_protected = fixed == SEG_FIXED_FLAGS ? p[65] & 1 : 0;
+    return 0;
+}
+
 int ctl_ledger_decode_segment(const MDB_val *v, ctl_segment_rec *out)
 {
     const uint8_t *p = v->mv_data;
-    /* Version 1 has no disk; version 2 adds it before the path. */
-    size_t fixed = v->mv_size >= 1 && p[0] == SEG_VERSION_DISK ? SEG_FIXED_DISK : SEG_FIXED;
-    if (v->mv_size < fixed || (p[0] != REC_VERSION && p[0] != SEG_VERSION_DISK))
+    size_t fixed = seg_fixed(v);
+    if (!fixed)
         return -EIO;
     size_t plen = (size_t)get_be(p + fixed - 2, 2);
     if (v->mv_size != fixed + plen || plen >= CTL_LEDGER_PATH_MAX)
@@ -87,8 +113,10 @@ int ctl_ledger_decode_segment(const MDB_val *v, ctl_segment_rec *out)
     r.size = get_be(p + 9, 8);
     raw_to_hex(p + 17, r.sha256);
     r.committed_us = (int64_t)get_be(p + 49, 8);
-    if (fixed == SEG_FIXED_DISK)
+    if (fixed >= SEG_FIXED_DISK)
         r.disk_id = get_be(p + 57, 8);
+    if (fixed == SEG_FIXED_FLAGS)
+        r.is_protected = p[65] & 1;
     memcpy(r.path, p + fixed, plen);
     *out = r;
     return 0;
@@ -111,7 +139,7 @@ static int decode_partial(const MDB_val *v, ctl_partial_rec *out)
 
 int ctl_ledger_decode_usage(const MDB_val *v, ctl_usage_rec *out)
 {
-    if (v->mv_size != USAGE_LEN)
+    if (v->mv_size != USAGE_LEN && v->mv_size != USAGE_LEN + 8)
         return -EIO;
     out->bytes = get_be(v->mv_data, 8);
     out->segments = get_be((const uint8_t *)v->mv_data + 8, 8);
@@ -348,74 +376,43 @@ int ctl_ledger_get_usage(ctl_ledger *l, const char *device, uint16_t channel, ct
     return with_usage(l, find_usage, &f);
 }
 
-/* Encodes a segment record into v (SEG_FIXED_DISK + CTL_LEDGER_PATH_MAX
- * bytes); returns its length, or 0 if rec or key is invalid. */
-static size_t encode_segment(const ctl_seg_key *key, const ctl_segment_rec *rec, uint8_t *v)
+size_t ctl_ledger_encode_segment(const ctl_seg_key *key, const ctl_segment_rec *rec, uint8_t *v)
 {
     size_t plen = strlen(rec->path);
     if (!ctl_seg_key_valid(key) || plen >= CTL_LEDGER_PATH_MAX || hex_to_raw(rec->sha256, v + 17))
         return 0;
-    v[0] = SEG_VERSION_DISK;
+    v[0] = SEG_VERSION_FLAGS;
     put_be(v + 1, (uint64_t)rec->duration_us, 8);
     put_be(v + 9, rec->size, 8);
     put_be(v + 49, (uint64_t)rec->committed_us, 8);
     put_be(v + 57, rec->disk_id, 8);
-    put_be(v + 65, plen, 2);
-    memcpy(v + SEG_FIXED_DISK, rec->path, plen);
-    return SEG_FIXED_DISK + plen;
-}
-
-int ctl_ledger_usage_add(MDB_txn *txn, MDB_dbi dbi, const MDB_val *key, uint64_t bytes, int sign)
-{
-    ctl_usage_rec u = {0, 0};
-    MDB_val k = *key, v;
-    int rc = c2d_mdb_errno(mdb_get(txn, dbi, &k, &v));
-    if (rc == 0)
-        rc = ctl_ledger_decode_usage(&v, &u);
-    if (rc != 0 && rc != -ENOENT)
-        return rc == -EEXIST ? -EIO : rc;
-    if (sign < 0 && (u.bytes < bytes || u.segments < 1))
-        return -EIO; /* the sums would go negative: the ledger is inconsistent */
-    u.bytes = sign < 0 ? u.bytes - bytes : u.bytes + bytes;
-    u.segments = sign < 0 ? u.segments - 1 : u.segments + 1;
-    if (u.segments == 0 && u.bytes == 0) {
-        rc = c2d_mdb_errno(mdb_del(txn, dbi, &k, NULL));
-        return rc == -ENOENT ? 0 : rc;
-    }
-    uint8_t ub[USAGE_LEN];
-    put_be(ub, u.bytes, 8);
-    put_be(ub + 8, u.segments, 8);
-    v.mv_size = USAGE_LEN;
-    v.mv_data = ub;
-    rc = c2d_mdb_errno(mdb_put(txn, dbi, &k, &v, 0));
-    return rc == -EEXIST ? -EIO : rc;
+    v[65] = rec->is_protected != 0;
+    put_be(v + 66, plen, 2);
+    memcpy(v + SEG_FIXED_FLAGS, rec->path, plen);
+    return SEG_FIXED_FLAGS + plen;
 }
 
 /* One segment inside txn: 0; -EEXIST, -ENODEV, -EACCES or -EDQUOT (refused,
  * nothing written); or a fatal error after which txn must be aborted. */
 static int commit_one(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, ctl_segment_rec *rec)
 {
-    uint8_t k[KEY_MAX], uk[KEY_MAX], v[SEG_FIXED_DISK + CTL_LEDGER_PATH_MAX];
+    uint8_t k[KEY_MAX], v[SEG_VAL_MAX];
     size_t kn = ctl_ledger_make_key(k, key->device, key->channel, key->start_us, 1);
-    size_t ukn = ctl_ledger_make_key(uk, key->device, key->channel, 0, 0);
     MDB_val mk = {kn, k}, mv;
     int rc = c2d_mdb_errno(mdb_get(txn, l->segments, &mk, &mv));
     if (rc != -ENOENT)
         return rc == 0 ? -EEXIST : rc;
     /* The disk's rules, evictions included, in this transaction. */
-    if ((rc = ctl_quota_admit(l, txn, key, rec, &rec->disk_id)) != 0)
+    if ((rc = ctl_quota_admit(l, txn, key, rec)) != 0)
         return rc;
-    size_t vlen = encode_segment(key, rec, v);
+    size_t vlen = ctl_ledger_encode_segment(key, rec, v);
     mv.mv_size = vlen;
     mv.mv_data = v;
     if ((rc = c2d_mdb_errno(mdb_put(txn, l->segments, &mk, &mv, MDB_NOOVERWRITE))) != 0)
         return rc == -EEXIST ? -EIO : rc;
-    (void)ukn; /* per-camera usage is disk_cams' (quota.c): one counter per commit */
-    /* The same segment evicted and sent again before the janitor ran: its
-     * path waits in the trash, and the file is the new one's now. */
-    MDB_val tk = {strlen(rec->path), rec->path};
-    if (tk.mv_size && (rc = c2d_mdb_errno(mdb_del(txn, l->trash, &tk, NULL))) != 0 && rc != -ENOENT)
-        return rc == -EEXIST ? -EIO : rc;
+    /* Per-camera usage is disk_cams' (quota.c). The same segment evicted
+     * and sent again may find its path in the trash still: the janitor
+     * sees the live record and keeps the file. */
     rc = c2d_mdb_errno(mdb_del(txn, l->partials, &mk, NULL));
     if (rc != 0 && rc != -ENOENT)
         return rc == -EEXIST ? -EIO : rc;
@@ -436,10 +433,10 @@ int ctl_ledger_commit_segments(ctl_ledger *l, const ctl_seg_key *keys, const ctl
             rcs[i] = -EROFS;
         return -EROFS;
     }
-    uint8_t v[SEG_FIXED_DISK + CTL_LEDGER_PATH_MAX];
+    uint8_t v[SEG_VAL_MAX];
     size_t todo = 0;
     for (size_t i = 0; i < n; i++) {
-        rcs[i] = encode_segment(&keys[i], &recs[i], v) ? 0 : -EINVAL;
+        rcs[i] = ctl_ledger_encode_segment(&keys[i], &recs[i], v) ? 0 : -EINVAL;
         todo += rcs[i] == 0;
     }
     if (todo == 0)

@@ -47,6 +47,7 @@ typedef struct {
     char sha256[65]; /* lowercase hex */
     int64_t committed_us;
     uint64_t disk_id;               /* the virtual disk it counts on; 0: none */
+    int is_protected;               /* a bookmark or event keeps it from eviction */
     char path[CTL_LEDGER_PATH_MAX]; /* relative to data_dir */
 } ctl_segment_rec;
 

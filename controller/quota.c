@@ -12,9 +12,8 @@
 #define QREC_VERSION 1
 #define DISK_LEN (1 + 8 + 8 + 1 + 1 + 8 + 8 + 8)
 #define CAM_LEN (1 + 8 + 8 + 1)
-#define DSEG_VAL (8 + 1)
-/* disk_segs key: disk + start + camera key. */
-#define DSEG_KEY_MAX (8 + 8 + KEY_MAX)
+/* disk_cams value: bytes, segments, head. */
+#define DCAM_LEN (USAGE_LEN + 8)
 /* protect key: camera key + from + to + owner. */
 #define PROT_KEY_MAX (KEY_MAX + 24)
 /* Evictions one admission may plan: far more than a segment ever needs
@@ -84,34 +83,278 @@ static int cam_read(ctl_ledger *l, MDB_txn *txn, const uint8_t *ck, size_t ckn, 
     return 0;
 }
 
-/* disk_segs key of a segment. */
-static size_t dseg_key(uint8_t *buf, uint64_t disk, const ctl_seg_key *key)
-{
-    put_be(buf, disk, 8);
-    put_be(buf + 8, (uint64_t)key->start_us, 8);
-    return 16 + ctl_ledger_make_key(buf + 16, key->device, key->channel, 0, 0);
-}
-
-/* The segment key of a disk_segs key. */
-static int dseg_parse(const MDB_val *k, uint64_t *disk, ctl_seg_key *key)
-{
-    if (k->mv_size < 16 + 4)
-        return -EIO;
-    const uint8_t *p = k->mv_data;
-    MDB_val ck = {k->mv_size - 16, (void *)(p + 16)};
-    int rc = ctl_ledger_parse_key(&ck, 0, key);
-    if (rc != 0)
-        return rc;
-    *disk = get_be(p, 8);
-    key->start_us = (int64_t)get_be(p + 8, 8);
-    return ctl_seg_key_valid(key) ? 0 : -EIO;
-}
-
 /* disk_cams key. */
 static size_t dcam_key(uint8_t *buf, uint64_t disk, const char *device, uint16_t ch)
 {
     put_be(buf, disk, 8);
     return 8 + ctl_ledger_make_key(buf + 8, device, ch, 0, 0);
+}
+
+static int dcam_decode(const MDB_val *v, ctl_quota_dcam *out)
+{
+    if (v->mv_size != DCAM_LEN)
+        return -EIO;
+    const uint8_t *p = v->mv_data;
+    out->bytes = get_be(p, 8);
+    out->segments = get_be(p + 8, 8);
+    out->head_us = (int64_t)get_be(p + 16, 8);
+    return out->segments ? 0 : -EIO;
+}
+
+/* Reads the disk_cams record at k; -ENOENT if the camera has nothing on
+ * the disk. */
+static int dcam_read(ctl_ledger *l, MDB_txn *txn, const MDB_val *k, ctl_quota_dcam *out)
+{
+    MDB_val v;
+    int rc = c2d_mdb_errno(mdb_get(txn, l->disk_cams, (MDB_val *)k, &v));
+    return rc ? rc : dcam_decode(&v, out);
+}
+
+/* Writes it, or deletes it once the camera has nothing left there. */
+static int dcam_write(ctl_ledger *l, MDB_txn *txn, const MDB_val *k, const ctl_quota_dcam *d)
+{
+    MDB_val mk = *k;
+    if (d->segments == 0) {
+        int rc = c2d_mdb_errno(mdb_del(txn, l->disk_cams, &mk, NULL));
+        return rc == -ENOENT ? 0 : rc;
+    }
+    uint8_t v[DCAM_LEN];
+    put_be(v, d->bytes, 8);
+    put_be(v + 8, d->segments, 8);
+    put_be(v + 16, (uint64_t)d->head_us, 8);
+    MDB_val mv = {DCAM_LEN, v};
+    int rc = c2d_mdb_errno(mdb_put(txn, l->disk_cams, &mk, &mv, 0));
+    return rc == -EEXIST ? -EIO : rc;
+}
+
+/* --- A camera's segments on one disk ---
+ *
+ * Segments are keyed by camera and time only; the disk each counts on is
+ * in its record. A camera is on one disk at a time, so its segments on a
+ * disk are one run in time but for the few around a move; the walks below
+ * skip the others. disk_cams' head says where a camera's run on a disk
+ * begins, so that eviction and retention start there. */
+
+/* From the position mrc left cur at, steps (MDB_NEXT or MDB_PREV) to the
+ * first record of camera ck on disk: 0 with *k, *v set; 1 if there is
+ * none; or an error. */
+static int scan_on_disk(MDB_cursor *cur, const uint8_t *ck, size_t ckn, uint64_t disk, MDB_val *k,
+                        MDB_val *v, int mrc, MDB_cursor_op step)
+{
+    for (; mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, k, v, step)) {
+        if (k->mv_size != ckn + 8 || memcmp(k->mv_data, ck, ckn) != 0)
+            return 1;
+        ctl_seg_peek p;
+        int rc = ctl_ledger_peek_segment(v, &p);
+        if (rc != 0)
+            return rc;
+        if (p.disk_id == disk)
+            return 0;
+    }
+    return mrc == MDB_NOTFOUND ? 1 : c2d_mdb_errno(mrc);
+}
+
+/* The camera's first segment on disk that starts at or after from. */
+static int first_on_disk(MDB_cursor *cur, const uint8_t *ck, size_t ckn, uint64_t disk,
+                         int64_t from, MDB_val *k, MDB_val *v)
+{
+    uint8_t sk[KEY_MAX];
+    memcpy(sk, ck, ckn);
+    put_be(sk + ckn, (uint64_t)(from < 0 ? 0 : from), 8);
+    k->mv_size = ckn + 8;
+    k->mv_data = sk;
+    int mrc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    return scan_on_disk(cur, ck, ckn, disk, k, v, mrc, MDB_NEXT);
+}
+
+/* The camera's last segment on disk. */
+static int last_on_disk(MDB_cursor *cur, const uint8_t *ck, size_t ckn, uint64_t disk, MDB_val *k,
+                        MDB_val *v)
+{
+    uint8_t sk[KEY_MAX];
+    memcpy(sk, ck, ckn);
+    memset(sk + ckn, 0xff, 8);
+    k->mv_size = ckn + 8;
+    k->mv_data = sk;
+    int mrc = mdb_cursor_get(cur, k, v, MDB_SET_RANGE);
+    mrc = mrc == MDB_SUCCESS    ? mdb_cursor_get(cur, k, v, MDB_PREV)
+          : mrc == MDB_NOTFOUND ? mdb_cursor_get(cur, k, v, MDB_LAST)
+                                : mrc;
+    return scan_on_disk(cur, ck, ckn, disk, k, v, mrc, MDB_PREV);
+}
+
+/* Counts a segment of camera ck on disk (sign 1) or uncounts it (-1;
+ * its record is gone already), keeping the head. */
+static int dcam_add(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint8_t *ck, size_t ckn,
+                    int64_t start, uint64_t size, int sign)
+{
+    uint8_t dk[8 + KEY_MAX];
+    put_be(dk, disk, 8);
+    memcpy(dk + 8, ck, ckn);
+    MDB_val mdk = {8 + ckn, dk};
+    ctl_quota_dcam d = {0, 0, 0};
+    int rc = dcam_read(l, txn, &mdk, &d);
+    if (rc != 0 && rc != -ENOENT)
+        return rc;
+    if (sign > 0) {
+        if (rc == -ENOENT || start < d.head_us)
+            d.head_us = start;
+        d.bytes += size;
+        d.segments++;
+        return dcam_write(l, txn, &mdk, &d);
+    }
+    if (rc != 0 || d.bytes < size)
+        return -EIO; /* the sums would go negative: the ledger is inconsistent */
+    d.bytes -= size;
+    d.segments--;
+    if (d.segments && start == d.head_us) {
+        /* The head went: the next segment of the camera on this disk. */
+        MDB_cursor *cur;
+        MDB_val k, v;
+        if ((rc = c2d_mdb_errno(mdb_cursor_open(txn, l->segments, &cur))) != 0)
+            return rc;
+        rc = first_on_disk(cur, ck, ckn, disk, start, &k, &v);
+        if (rc == 0)
+            d.head_us = (int64_t)get_be((const uint8_t *)k.mv_data + ckn, 8);
+        mdb_cursor_close(cur);
+        if (rc != 0)
+            return rc == 1 ? -EIO : rc;
+    }
+    return dcam_write(l, txn, &mdk, &d);
+}
+
+/* A walk over a disk's segments, oldest first: a merge of its cameras'
+ * runs (ties in camera key order). */
+typedef struct {
+    uint8_t ck[KEY_MAX];
+    size_t ckn;
+    int64_t start; /* of the current segment; INT64_MAX past the last */
+    ctl_seg_peek seg;
+} walk_cam;
+
+typedef struct {
+    MDB_cursor *cur;
+    uint64_t disk;
+    walk_cam *cams;
+    size_t n, cap;
+    int64_t from;
+} disk_walk;
+
+/* Moves c to its next segment on the disk starting at or after from. */
+static int walk_seek(disk_walk *w, walk_cam *c, int64_t from)
+{
+    MDB_val k, v;
+    int rc = first_on_disk(w->cur, c->ck, c->ckn, w->disk, from, &k, &v);
+    if (rc == 1) {
+        c->start = INT64_MAX;
+        return 0;
+    }
+    if (rc == 0) {
+        c->start = (int64_t)get_be((const uint8_t *)k.mv_data + c->ckn, 8);
+        rc = ctl_ledger_peek_segment(&v, &c->seg);
+    }
+    return rc;
+}
+
+static int walk_add_cam(void *ud, const MDB_val *k, const MDB_val *v)
+{
+    disk_walk *w = ud;
+    ctl_quota_dcam d;
+    int rc = dcam_decode(v, &d);
+    if (rc != 0 || k->mv_size <= 8 || k->mv_size - 8 > KEY_MAX)
+        return rc ? rc : -EIO;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 16;
+        walk_cam *p = realloc(w->cams, cap * sizeof(*p));
+        if (!p)
+            return -ENOMEM;
+        w->cams = p;
+        w->cap = cap;
+    }
+    walk_cam *c = &w->cams[w->n++];
+    c->ckn = k->mv_size - 8;
+    memcpy(c->ck, (const uint8_t *)k->mv_data + 8, c->ckn);
+    c->start = d.head_us > w->from ? d.head_us : w->from; /* sought in walk_open */
+    return 0;
+}
+
+static int prefix_walk(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t plen, int reverse,
+                       int (*fn)(void *ud, const MDB_val *k, const MDB_val *v), void *ud);
+
+/* Walks dbi from the first key at or after from; fn may stop it (1). */
+static int walk_from(MDB_txn *txn, MDB_dbi dbi, const uint8_t *from, size_t flen,
+                     int (*fn)(void *ud, const MDB_val *k, const MDB_val *v), void *ud)
+{
+    MDB_cursor *cur;
+    int rc = c2d_mdb_errno(mdb_cursor_open(txn, dbi, &cur));
+    if (rc != 0)
+        return rc;
+    MDB_val k = {flen, (void *)from}, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    for (; mrc == MDB_SUCCESS && rc == 0; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT))
+        rc = fn(ud, &k, &v);
+    if (rc == 0 && mrc != MDB_NOTFOUND)
+        rc = c2d_mdb_errno(mrc);
+    mdb_cursor_close(cur);
+    return rc == 1 ? 0 : rc;
+}
+
+static void walk_close(disk_walk *w)
+{
+    if (w->cur)
+        mdb_cursor_close(w->cur);
+    free(w->cams);
+    memset(w, 0, sizeof(*w));
+}
+
+/* A walk of disk's segments that start at or after from; camera
+ * non-NULL: that camera's only. */
+static int walk_open(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint8_t *camera,
+                     size_t camlen, int64_t from, disk_walk *w)
+{
+    memset(w, 0, sizeof(*w));
+    w->disk = disk;
+    w->from = from;
+    uint8_t prefix[8 + KEY_MAX];
+    put_be(prefix, disk, 8);
+    if (camera)
+        memcpy(prefix + 8, camera, camlen);
+    int rc = prefix_walk(txn, l->disk_cams, prefix, 8 + (camera ? camlen : 0), 0, walk_add_cam, w);
+    if (rc == 0)
+        rc = c2d_mdb_errno(mdb_cursor_open(txn, l->segments, &w->cur));
+    for (size_t i = 0; rc == 0 && i < w->n; i++)
+        rc = walk_seek(w, &w->cams[i], w->cams[i].start);
+    if (rc != 0)
+        walk_close(w);
+    return rc;
+}
+
+/* The oldest current segment, or NULL when the walk is done. */
+static walk_cam *walk_peek(disk_walk *w)
+{
+    walk_cam *best = NULL;
+    for (size_t i = 0; i < w->n; i++) {
+        walk_cam *c = &w->cams[i];
+        if (c->start == INT64_MAX)
+            continue;
+        /* Cameras come in key order: the first of equal starts wins. */
+        if (!best || c->start < best->start)
+            best = c;
+    }
+    return best;
+}
+
+/* The segment key of c's current segment into buf. */
+static size_t walk_key(const walk_cam *c, uint8_t *buf)
+{
+    memcpy(buf, c->ck, c->ckn);
+    put_be(buf + c->ckn, (uint64_t)c->start, 8);
+    return c->ckn + 8;
+}
+
+static int walk_next(disk_walk *w, walk_cam *c)
+{
+    return c->start == INT64_MAX - 1 ? (c->start = INT64_MAX, 0) : walk_seek(w, c, c->start + 1);
 }
 
 /* --- Protection ranges --- */
@@ -148,7 +391,7 @@ static int covered(ctl_ledger *l, MDB_txn *txn, const uint8_t *ck, size_t ckn, i
 /* --- Eviction --- */
 
 typedef struct {
-    uint8_t key[DSEG_KEY_MAX];
+    uint8_t key[KEY_MAX]; /* the segment's */
     size_t klen;
     uint64_t size;
 } planned;
@@ -165,17 +408,17 @@ static void plan_free(plan *pl)
     memset(pl, 0, sizeof(*pl));
 }
 
-static bool plan_has(const plan *pl, const MDB_val *k)
+static bool plan_has(const plan *pl, const uint8_t *k, size_t kn)
 {
     for (size_t i = 0; i < pl->n; i++)
-        if (pl->p[i].klen == k->mv_size && memcmp(pl->p[i].key, k->mv_data, k->mv_size) == 0)
+        if (pl->p[i].klen == kn && memcmp(pl->p[i].key, k, kn) == 0)
             return true;
     return false;
 }
 
-static int plan_add(plan *pl, const MDB_val *k, uint64_t size)
+static int plan_add(plan *pl, const uint8_t *k, size_t kn, uint64_t size)
 {
-    if (pl->n == PLAN_MAX || k->mv_size > DSEG_KEY_MAX)
+    if (pl->n == PLAN_MAX || kn > KEY_MAX)
         return -EDQUOT;
     if (pl->n == pl->cap) {
         size_t cap = pl->cap ? 2 * pl->cap : 16;
@@ -185,8 +428,8 @@ static int plan_add(plan *pl, const MDB_val *k, uint64_t size)
         pl->p = p;
         pl->cap = cap;
     }
-    memcpy(pl->p[pl->n].key, k->mv_data, k->mv_size);
-    pl->p[pl->n].klen = k->mv_size;
+    memcpy(pl->p[pl->n].key, k, kn);
+    pl->p[pl->n].klen = kn;
     pl->p[pl->n].size = size;
     pl->n++;
     pl->bytes += size;
@@ -195,106 +438,107 @@ static int plan_add(plan *pl, const MDB_val *k, uint64_t size)
 
 /* Plans the eviction of the disk's oldest unprotected segments that start
  * before `before` (the new segment: never evict newer video for an older
- * one), skipping those planned already, until pl->bytes reaches need.
- * camera non-NULL: that camera's segments only. -EDQUOT if they do not
- * add up. */
+ * one), skipping those planned already, until pl->bytes reaches need,
+ * then whole segments up to want. camera non-NULL: that camera's
+ * segments only. -EDQUOT if they do not add up. */
 static int plan_evictions(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint8_t *camera,
                           size_t camlen, int64_t before, uint64_t need, uint64_t want, plan *pl)
 {
-    MDB_cursor *cur;
-    int rc = c2d_mdb_errno(mdb_cursor_open(txn, l->disk_segs, &cur));
+    disk_walk w;
+    int rc = walk_open(l, txn, disk, camera, camlen, 0, &w);
     if (rc != 0)
         return rc;
-    uint8_t prefix[8];
-    put_be(prefix, disk, 8);
-    MDB_val k = {8, prefix}, v;
-    int mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-    for (; mrc == MDB_SUCCESS && pl->bytes < want; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        const uint8_t *p = k.mv_data;
-        if (k.mv_size < 16 || memcmp(p, prefix, 8) != 0)
-            break;
-        if ((int64_t)get_be(p + 8, 8) >= before)
-            break;
-        if (v.mv_size != DSEG_VAL) {
-            rc = -EIO;
-            break;
+    walk_cam *c;
+    while (rc == 0 && pl->bytes < want && (c = walk_peek(&w)) != NULL && c->start < before) {
+        uint8_t k[KEY_MAX];
+        size_t kn = walk_key(c, k);
+        if (!c->seg.is_protected && !plan_has(pl, k, kn)) {
+            /* Beyond what is needed, only whole segments within the headroom. */
+            if (pl->bytes >= need && pl->bytes + c->seg.size > want)
+                break;
+            rc = plan_add(pl, k, kn, c->seg.size);
         }
-        const uint8_t *val = v.mv_data;
-        if (val[8] || (camera && (k.mv_size != 16 + camlen || memcmp(p + 16, camera, camlen))))
-            continue; /* protected, or another camera */
-        if (plan_has(pl, &k))
-            continue;
-        uint64_t size = get_be(val, 8);
-        /* Beyond what is needed, only whole segments within the headroom. */
-        if (pl->bytes >= need && pl->bytes + size > want)
-            break;
-        if ((rc = plan_add(pl, &k, size)) != 0)
-            break;
+        if (rc == 0)
+            rc = walk_next(&w, c);
     }
-    if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
-        rc = c2d_mdb_errno(mrc);
-    mdb_cursor_close(cur);
+    walk_close(&w);
     if (rc == 0 && pl->bytes < need)
         rc = -EDQUOT;
     return rc;
 }
 
-static int trash_put(ctl_ledger *l, MDB_txn *txn, const char *path)
+/* trash: sequence BE64 -> key length, segment key, path. The janitor
+ * deletes each file after the removal committed, unless a live record
+ * names it again (the segment was sent again). */
+static int trash_put(ctl_ledger *l, MDB_txn *txn, const uint8_t *sk, size_t skn, const char *path)
 {
-    MDB_val k = {strlen(path), (void *)path}, v = {0, (void *)""};
-    if (k.mv_size == 0)
-        return 0;
-    int rc = c2d_mdb_errno(mdb_put(txn, l->trash, &k, &v, 0));
+    size_t plen = strlen(path);
+    if (plen == 0 || plen >= CTL_LEDGER_PATH_MAX || skn > KEY_MAX)
+        return -EIO;
+    MDB_cursor *cur;
+    int rc = c2d_mdb_errno(mdb_cursor_open(txn, l->trash, &cur));
+    if (rc != 0)
+        return rc;
+    MDB_val k, v;
+    uint64_t seq = 1;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_LAST);
+    if (mrc == MDB_SUCCESS && k.mv_size == CTL_QUOTA_TRASH_KEY)
+        seq = get_be(k.mv_data, 8) + 1;
+    else if (mrc != MDB_NOTFOUND && mrc != MDB_SUCCESS)
+        rc = c2d_mdb_errno(mrc);
+    uint8_t kb[CTL_QUOTA_TRASH_KEY], vb[1 + KEY_MAX + CTL_LEDGER_PATH_MAX];
+    put_be(kb, seq, 8);
+    vb[0] = (uint8_t)skn;
+    memcpy(vb + 1, sk, skn);
+    memcpy(vb + 1 + skn, path, plen);
+    k.mv_size = sizeof(kb);
+    k.mv_data = kb;
+    v.mv_size = 1 + skn + plen;
+    v.mv_data = vb;
+    /* Always the last key: appended without a search or a split. */
+    if (rc == 0)
+        rc = c2d_mdb_errno(mdb_cursor_put(cur, &k, &v, MDB_APPEND));
+    mdb_cursor_close(cur);
     return rc == -EEXIST ? -EIO : rc;
 }
 
-/* Removes one segment given its disk_segs key: records, sums (the disk's
- * into *d), and its file to the trash. */
-static int remove_seg(ctl_ledger *l, MDB_txn *txn, const MDB_val *dk, ctl_disk_rec *d)
+/* Removes one segment of disk (its key sk): its record, its sums (the
+ * disk's into *d), and its file to the trash. */
+static int remove_seg(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint8_t *sk, size_t skn,
+                      ctl_disk_rec *d)
 {
-    uint64_t disk;
+    MDB_val msk = {skn, (void *)sk}, msv;
     ctl_seg_key key;
-    int rc = dseg_parse(dk, &disk, &key);
-    if (rc != 0)
-        return rc;
-    MDB_val dv;
-    if ((rc = c2d_mdb_errno(mdb_get(txn, l->disk_segs, (MDB_val *)dk, &dv))) != 0)
-        return rc == -ENOENT ? -EIO : rc;
-    if (dv.mv_size != DSEG_VAL)
-        return -EIO;
-    bool prot = ((const uint8_t *)dv.mv_data)[8] != 0;
-    uint8_t sk[KEY_MAX], dck[8 + KEY_MAX];
-    size_t skn = ctl_ledger_make_key(sk, key.device, key.channel, key.start_us, 1);
-    size_t dckn = dcam_key(dck, disk, key.device, key.channel);
-    MDB_val msk = {skn, sk}, msv;
     ctl_segment_rec rec;
-    if ((rc = c2d_mdb_errno(mdb_get(txn, l->segments, &msk, &msv))) != 0 ||
-        (rc = ctl_ledger_decode_segment(&msv, &rec)) != 0)
+    int rc = ctl_ledger_parse_key(&msk, 1, &key);
+    if (rc == 0)
+        rc = c2d_mdb_errno(mdb_get(txn, l->segments, &msk, &msv));
+    if (rc == 0)
+        rc = ctl_ledger_decode_segment(&msv, &rec);
+    if (rc == 0 && rec.disk_id != disk)
+        rc = -EIO;
+    if (rc == 0)
+        rc = trash_put(l, txn, sk, skn, rec.path);
+    if (rc == 0)
+        rc = c2d_mdb_errno(mdb_del(txn, l->segments, &msk, NULL));
+    if (rc == 0)
+        rc = dcam_add(l, txn, disk, sk, skn - 8, key.start_us, rec.size, -1);
+    if (rc != 0)
         return rc == -ENOENT ? -EIO : rc;
-    MDB_val mdck = {dckn, dck};
-    MDB_val copy = *dk; /* dk may point into the page mdb_del frees */
-    uint8_t kb[DSEG_KEY_MAX];
-    memcpy(kb, dk->mv_data, dk->mv_size);
-    copy.mv_data = kb;
-    if ((rc = trash_put(l, txn, rec.path)) != 0 ||
-        (rc = c2d_mdb_errno(mdb_del(txn, l->segments, &msk, NULL))) != 0 ||
-        (rc = c2d_mdb_errno(mdb_del(txn, l->disk_segs, &copy, NULL))) != 0 ||
-        (rc = ctl_ledger_usage_add(txn, l->disk_cams, &mdck, rec.size, -1)) != 0)
-        return rc == -ENOENT ? -EIO : rc;
-    if (d->used < rec.size || d->segments < 1 || (prot && d->protected_bytes < rec.size))
+    if (d->used < rec.size || d->segments < 1 ||
+        (rec.is_protected && d->protected_bytes < rec.size))
         return -EIO;
     d->used -= rec.size;
     d->segments--;
-    if (prot)
+    if (rec.is_protected)
         d->protected_bytes -= rec.size;
     return 0;
 }
 
-static int evict_plan(ctl_ledger *l, MDB_txn *txn, const plan *pl, ctl_disk_rec *d)
+static int evict_plan(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const plan *pl, ctl_disk_rec *d)
 {
     for (size_t i = 0; i < pl->n; i++) {
-        MDB_val k = {pl->p[i].klen, (void *)pl->p[i].key};
-        int rc = remove_seg(l, txn, &k, d);
+        int rc = remove_seg(l, txn, disk, pl->p[i].key, pl->p[i].klen, d);
         if (rc != 0)
             return rc;
     }
@@ -303,19 +547,17 @@ static int evict_plan(ctl_ledger *l, MDB_txn *txn, const plan *pl, ctl_disk_rec 
 
 /* --- Admission --- */
 
-int ctl_quota_admit(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, const ctl_segment_rec *rec,
-                    uint64_t *disk_out)
+int ctl_quota_admit(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, ctl_segment_rec *rec)
 {
     uint8_t ck[KEY_MAX];
     size_t ckn = ctl_ledger_make_key(ck, key->device, key->channel, 0, 0);
     ctl_camera_rec cam;
+    rec->is_protected = 0;
     int rc = cam_read(l, txn, ck, ckn, &cam);
     if (rc == -ENOENT && l->open_mode) {
         /* Counted on disk 0's camera usage: no disk, no rules. */
-        uint8_t zk[8 + KEY_MAX];
-        MDB_val mzk = {dcam_key(zk, 0, key->device, key->channel), zk};
-        *disk_out = 0;
-        return ctl_ledger_usage_add(txn, l->disk_cams, &mzk, rec->size, 1);
+        rec->disk_id = 0;
+        return dcam_add(l, txn, 0, ck, ckn, key->start_us, rec->size, 1);
     }
     if (rc != 0)
         return rc == -ENOENT ? -ENODEV : rc;
@@ -340,12 +582,9 @@ int ctl_quota_admit(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, const c
     /* Plan first, so that a refusal writes nothing. */
     plan pl = {0};
     uint8_t dck[8 + KEY_MAX];
-    size_t dckn = dcam_key(dck, cam.disk, key->device, key->channel);
-    MDB_val mdck = {dckn, dck}, mv;
-    ctl_usage_rec cu = {0, 0};
-    rc = c2d_mdb_errno(mdb_get(txn, l->disk_cams, &mdck, &mv));
-    if (rc == 0)
-        rc = ctl_ledger_decode_usage(&mv, &cu);
+    MDB_val mdck = {dcam_key(dck, cam.disk, key->device, key->channel), dck};
+    ctl_quota_dcam cu = {0, 0, 0};
+    rc = dcam_read(l, txn, &mdck, &cu);
     if (rc != 0 && rc != -ENOENT)
         goto out;
     rc = 0;
@@ -373,24 +612,20 @@ int ctl_quota_admit(ctl_ledger *l, MDB_txn *txn, const ctl_seg_key *key, const c
         if (rc != 0)
             goto out;
     }
-    if ((rc = evict_plan(l, txn, &pl, &d)) != 0)
+    if ((rc = evict_plan(l, txn, cam.disk, &pl, &d)) != 0)
         goto out;
 
-    /* Record the segment in its disk. */
-    uint8_t dk[DSEG_KEY_MAX], dv[DSEG_VAL];
-    size_t dkn = dseg_key(dk, cam.disk, key);
-    put_be(dv, rec->size, 8);
-    dv[8] = prot;
-    MDB_val mdk = {dkn, dk}, mdv = {DSEG_VAL, dv};
-    if ((rc = c2d_mdb_errno(mdb_put(txn, l->disk_segs, &mdk, &mdv, 0))) != 0 ||
-        (rc = ctl_ledger_usage_add(txn, l->disk_cams, &mdck, rec->size, 1)) != 0)
+    /* Count the segment on its disk (the caller writes its record). */
+    if ((rc = dcam_add(l, txn, cam.disk, ck, ckn, key->start_us, rec->size, 1)) != 0)
         goto out;
     d.used += rec->size;
     d.segments++;
     if (prot)
         d.protected_bytes += rec->size;
-    if ((rc = disk_write(l, txn, cam.disk, &d)) == 0)
-        *disk_out = cam.disk;
+    if ((rc = disk_write(l, txn, cam.disk, &d)) == 0) {
+        rec->disk_id = cam.disk;
+        rec->is_protected = prot;
+    }
 out:
     plan_free(&pl);
     if (rc == -EEXIST)
@@ -413,7 +648,7 @@ static int shrink(ctl_ledger *l, MDB_txn *txn, uint64_t disk, ctl_disk_rec *d,
     if (rc == -EDQUOT)
         rc = 0; /* everything evictable goes; the rest is protected */
     if (rc == 0)
-        rc = evict_plan(l, txn, &pl, d);
+        rc = evict_plan(l, txn, disk, &pl, d);
     plan_free(&pl);
     return rc;
 }
@@ -449,7 +684,7 @@ static int prefix_walk(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t 
     int rc = c2d_mdb_errno(mdb_cursor_open(txn, dbi, &cur));
     if (rc != 0)
         return rc;
-    uint8_t end[DSEG_KEY_MAX + 1];
+    uint8_t end[8 + KEY_MAX + 1];
     MDB_val k = {plen, (void *)prefix}, v;
     int mrc;
     if (!reverse) {
@@ -477,11 +712,46 @@ static int prefix_walk(MDB_txn *txn, MDB_dbi dbi, const uint8_t *prefix, size_t 
     return rc == 1 ? 0 : rc;
 }
 
-static int take_start(void *ud, const MDB_val *k, const MDB_val *v)
+typedef struct {
+    ctl_ledger *l;
+    MDB_txn *txn;
+    uint64_t disk;
+    int64_t oldest, newest;
+} span_walk;
+
+/* A camera's run on the disk: its head is its oldest; its newest is at
+ * the end of its segments (a step back past other disks' few). */
+static int cam_newest(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const uint8_t *ck, size_t ckn,
+                      int64_t *newest)
 {
-    (void)v;
-    *(int64_t *)ud = (int64_t)get_be((const uint8_t *)k->mv_data + 8, 8);
-    return 1;
+    MDB_cursor *cur;
+    MDB_val k, v;
+    int rc = c2d_mdb_errno(mdb_cursor_open(txn, l->segments, &cur));
+    if (rc != 0)
+        return rc;
+    rc = last_on_disk(cur, ck, ckn, disk, &k, &v);
+    if (rc == 0)
+        *newest = (int64_t)get_be((const uint8_t *)k.mv_data + ckn, 8);
+    mdb_cursor_close(cur);
+    return rc == 1 ? -EIO : rc; /* a disk_cams record counts at least one */
+}
+
+static int span_cb(void *ud, const MDB_val *k, const MDB_val *v)
+{
+    span_walk *s = ud;
+    ctl_quota_dcam d;
+    int64_t newest;
+    int rc = dcam_decode(v, &d);
+    if (rc == 0 && k->mv_size > 8)
+        rc = cam_newest(s->l, s->txn, s->disk, (const uint8_t *)k->mv_data + 8, k->mv_size - 8,
+                        &newest);
+    if (rc != 0)
+        return rc;
+    if (s->oldest == 0 || d.head_us < s->oldest)
+        s->oldest = d.head_us;
+    if (newest > s->newest)
+        s->newest = newest;
+    return 0;
 }
 
 int ctl_quota_disk_span(ctl_ledger *l, MDB_txn *txn, uint64_t disk, int64_t *oldest,
@@ -489,28 +759,39 @@ int ctl_quota_disk_span(ctl_ledger *l, MDB_txn *txn, uint64_t disk, int64_t *old
 {
     uint8_t prefix[8];
     put_be(prefix, disk, 8);
-    *oldest = *newest = 0;
-    int rc = prefix_walk(txn, l->disk_segs, prefix, 8, 0, take_start, oldest);
-    if (rc == 0)
-        rc = prefix_walk(txn, l->disk_segs, prefix, 8, 1, take_start, newest);
+    span_walk s = {l, txn, disk, 0, 0};
+    int rc = prefix_walk(txn, l->disk_cams, prefix, 8, 0, span_cb, &s);
+    *oldest = rc == 0 ? s.oldest : 0;
+    *newest = rc == 0 ? s.newest : 0;
     return rc;
 }
 
 typedef struct {
-    uint8_t keys[64][DSEG_KEY_MAX];
+    uint8_t keys[64][KEY_MAX];
     size_t lens[64];
     size_t n;
 } key_batch;
 
-static int collect_key(void *ud, const MDB_val *k, const MDB_val *v)
+/* Up to 64 of the disk's oldest segments that start before `before` and
+ * end at or before `end` (those that do not are skipped). */
+static int collect_oldest(ctl_ledger *l, MDB_txn *txn, uint64_t disk, int64_t before, int64_t end,
+                          key_batch *b)
 {
-    (void)v;
-    key_batch *b = ud;
-    if (k->mv_size > DSEG_KEY_MAX)
-        return -EIO;
-    memcpy(b->keys[b->n], k->mv_data, k->mv_size);
-    b->lens[b->n] = k->mv_size;
-    return ++b->n == 64 ? 1 : 0;
+    disk_walk w;
+    b->n = 0;
+    int rc = walk_open(l, txn, disk, NULL, 0, 0, &w);
+    if (rc != 0)
+        return rc;
+    walk_cam *c;
+    while (rc == 0 && b->n < 64 && (c = walk_peek(&w)) != NULL && c->start < before) {
+        if (c->start + c->seg.duration_us <= end) {
+            b->lens[b->n] = walk_key(c, b->keys[b->n]);
+            b->n++;
+        }
+        rc = walk_next(&w, c);
+    }
+    walk_close(&w);
+    return rc;
 }
 
 typedef struct {
@@ -521,7 +802,7 @@ typedef struct {
 static int collect_cam(void *ud, const MDB_val *k, const MDB_val *v)
 {
     cam_of_disk *c = ud;
-    if (v->mv_size != CAM_LEN || k->mv_size > DSEG_KEY_MAX)
+    if (v->mv_size != CAM_LEN || k->mv_size > KEY_MAX)
         return -EIO;
     if (get_be((const uint8_t *)v->mv_data + 1, 8) != c->disk)
         return 0;
@@ -536,35 +817,23 @@ int ctl_quota_disk_del(ctl_ledger *l, MDB_txn *txn, uint64_t disk)
     int rc = disk_read(l, txn, disk, &d);
     if (rc != 0)
         return rc;
-    uint8_t prefix[8];
-    put_be(prefix, disk, 8);
     for (;;) { /* its segments */
-        key_batch b = {.n = 0};
-        if ((rc = prefix_walk(txn, l->disk_segs, prefix, 8, 0, collect_key, &b)) != 0)
+        key_batch b;
+        if ((rc = collect_oldest(l, txn, disk, INT64_MAX, INT64_MAX, &b)) != 0)
             return rc;
         if (b.n == 0)
             break;
-        for (size_t i = 0; i < b.n; i++) {
-            MDB_val k = {b.lens[i], b.keys[i]};
-            if ((rc = remove_seg(l, txn, &k, &d)) != 0)
+        for (size_t i = 0; i < b.n; i++)
+            if ((rc = remove_seg(l, txn, disk, b.keys[i], b.lens[i], &d)) != 0)
                 return rc;
-        }
     }
     if (d.used || d.segments || d.protected_bytes)
         return -EIO;
-    for (;;) { /* the cameras it covers */
-        cam_of_disk c = {.disk = disk};
-        if ((rc = prefix_walk(txn, l->cameras, NULL, 0, 0, collect_cam, &c)) != 0)
-            return rc;
-        if (c.b.n == 0)
-            break;
-        for (size_t i = 0; i < c.b.n; i++) {
-            MDB_val k = {c.b.lens[i], c.b.keys[i]};
-            if ((rc = c2d_mdb_errno(mdb_del(txn, l->cameras, &k, NULL))) != 0)
-                return rc;
-        }
-    }
-    MDB_val mk = {8, prefix};
+    if ((rc = ctl_quota_disk_uncover(l, txn, disk)) != 0)
+        return rc;
+    uint8_t k[8];
+    put_be(k, disk, 8);
+    MDB_val mk = {8, k};
     return c2d_mdb_errno(mdb_del(txn, l->disks, &mk, NULL));
 }
 
@@ -636,57 +905,20 @@ static int cams_cb(void *ud, const MDB_val *k, const MDB_val *v)
     memset(&c, 0, sizeof(c));
     MDB_val ck = {k->mv_size - 8, (uint8_t *)k->mv_data + 8};
     ctl_seg_key key;
-    ctl_usage_rec u;
-    int rc = ctl_ledger_parse_key(&ck, 0, &key);
+    ctl_quota_dcam d;
+    int rc = k->mv_size > 8 ? ctl_ledger_parse_key(&ck, 0, &key) : -EIO;
     if (rc == 0)
-        rc = ctl_ledger_decode_usage(v, &u);
+        rc = dcam_decode(v, &d);
+    if (rc == 0)
+        rc = cam_newest(w->l, w->txn, w->disk, ck.mv_data, ck.mv_size, &c.newest_us);
     if (rc != 0)
         return rc;
     memcpy(c.device, key.device, sizeof(c.device));
     c.channel = key.channel;
-    c.bytes = u.bytes;
-    c.segments = u.segments;
-    /* Oldest and newest on this disk: the disk's segments are by time, so
-     * scan from each end for this camera (cheap when cameras interleave). */
-    uint8_t prefix[8];
-    put_be(prefix, w->disk, 8);
-    MDB_cursor *cur;
-    if ((rc = c2d_mdb_errno(mdb_cursor_open(w->txn, w->l->disk_segs, &cur))) != 0)
-        return rc;
-    for (int dir = 0; dir < 2 && rc == 0; dir++) {
-        uint8_t end[8 + 8 + KEY_MAX + 1];
-        MDB_val sk = {8, prefix}, sv;
-        int mrc;
-        if (dir == 0) {
-            mrc = mdb_cursor_get(cur, &sk, &sv, MDB_SET_RANGE);
-        } else {
-            memcpy(end, prefix, 8);
-            memset(end + 8, 0xff, sizeof(end) - 8);
-            sk.mv_size = sizeof(end);
-            sk.mv_data = end;
-            mrc = mdb_cursor_get(cur, &sk, &sv, MDB_SET_RANGE);
-            mrc = mrc == MDB_SUCCESS ? mdb_cursor_get(cur, &sk, &sv, MDB_PREV)
-                                     : mdb_cursor_get(cur, &sk, &sv, MDB_LAST);
-        }
-        int64_t at = 0;
-        for (; mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &sk, &sv, dir ? MDB_PREV : MDB_NEXT)) {
-            const uint8_t *p = sk.mv_data;
-            if (sk.mv_size < 16 || memcmp(p, prefix, 8) != 0)
-                break;
-            if (sk.mv_size == 16 + ck.mv_size && memcmp(p + 16, ck.mv_data, ck.mv_size) == 0) {
-                at = (int64_t)get_be(p + 8, 8);
-                break;
-            }
-        }
-        if (mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
-            rc = c2d_mdb_errno(mrc);
-        if (dir == 0)
-            c.oldest_us = at;
-        else
-            c.newest_us = at;
-    }
-    mdb_cursor_close(cur);
-    return rc ? rc : w->cb(w->ud, &c);
+    c.bytes = d.bytes;
+    c.segments = d.segments;
+    c.oldest_us = d.head_us;
+    return w->cb(w->ud, &c);
 }
 
 int ctl_quota_disk_cameras(ctl_ledger *l, MDB_txn *txn, uint64_t disk, ctl_disk_camera_cb cb,
@@ -712,10 +944,10 @@ typedef struct {
     int dry;        /* count only */
 } prot_walk;
 
-/* For each segment of the camera on the disk overlapping [from, to). */
-static int prot_seg(void *ud, const MDB_val *k, const MDB_val *v)
+/* For each segment of the camera on the disk overlapping [from, to), at
+ * cur: its protected flag, rewritten in place. */
+static int prot_seg(prot_walk *w, MDB_cursor *cur, const MDB_val *k, const MDB_val *v)
 {
-    prot_walk *w = ud;
     ctl_seg_key key;
     ctl_segment_rec rec;
     int rc = ctl_ledger_parse_key(k, 1, &key);
@@ -727,15 +959,7 @@ static int prot_seg(void *ud, const MDB_val *k, const MDB_val *v)
         return 1;
     if (key.start_us + rec.duration_us <= w->from || rec.disk_id != w->disk)
         return 0;
-    uint8_t dk[DSEG_KEY_MAX];
-    MDB_val mdk = {dseg_key(dk, w->disk, &key), dk}, mdv;
-    if ((rc = c2d_mdb_errno(mdb_get(w->txn, w->l->disk_segs, &mdk, &mdv))) != 0)
-        return rc == -ENOENT ? -EIO : rc;
-    if (mdv.mv_size != DSEG_VAL)
-        return -EIO;
-    uint8_t val[DSEG_VAL];
-    memcpy(val, mdv.mv_data, DSEG_VAL);
-    if ((val[8] != 0) == (w->set != 0))
+    if ((rec.is_protected != 0) == (w->set != 0))
         return 0;
     if (!w->set) {
         bool still;
@@ -748,10 +972,12 @@ static int prot_seg(void *ud, const MDB_val *k, const MDB_val *v)
     w->bytes += rec.size;
     if (w->dry)
         return 0;
-    val[8] = (uint8_t)w->set;
-    mdv.mv_size = DSEG_VAL;
-    mdv.mv_data = val;
-    rc = c2d_mdb_errno(mdb_put(w->txn, w->l->disk_segs, &mdk, &mdv, 0));
+    rec.is_protected = w->set;
+    uint8_t nv[SEG_VAL_MAX];
+    MDB_val mk = *k, mv = {ctl_ledger_encode_segment(&key, &rec, nv), nv};
+    if (mv.mv_size == 0)
+        return -EIO;
+    rc = c2d_mdb_errno(mdb_cursor_put(cur, &mk, &mv, MDB_CURRENT));
     return rc == -EEXIST ? -EIO : rc;
 }
 
@@ -779,11 +1005,12 @@ static int walk_range(prot_walk *w, const char *device, uint16_t ch)
         k.mv_data = sk;
         mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     }
-    /* prot_seg writes disk_segs, never segments: the cursor stays valid. */
+    /* prot_seg rewrites the record at the cursor (MDB_CURRENT): the
+     * cursor stays where it was. */
     for (; mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != w->ckn + 8 || memcmp(k.mv_data, w->ck, w->ckn) != 0)
             break;
-        if ((rc = prot_seg(w, &k, &v)) != 0)
+        if ((rc = prot_seg(w, cur, &k, &v)) != 0)
             break;
     }
     if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
@@ -913,42 +1140,19 @@ static int sweep_disk(sweep_ctx *s, uint64_t disk)
     if (rc != 0)
         return rc;
     int64_t cutoff = s->now - d.cfg.retention_us;
-    uint8_t prefix[8];
-    put_be(prefix, disk, 8);
-    int changed = 0, more = 1;
-    while (more && s->removed < s->max) {
-        key_batch b = {.n = 0};
-        if ((rc = prefix_walk(s->txn, s->l->disk_segs, prefix, 8, 0, collect_key, &b)) != 0)
+    int changed = 0;
+    while (s->removed < s->max) {
+        key_batch b;
+        if ((rc = collect_oldest(s->l, s->txn, disk, cutoff, cutoff, &b)) != 0)
             return rc;
-        size_t gone = 0;
-        more = b.n == 64;
         for (size_t i = 0; i < b.n && s->removed < s->max; i++) {
-            uint64_t dk;
-            ctl_seg_key key;
-            MDB_val k = {b.lens[i], b.keys[i]};
-            if ((rc = dseg_parse(&k, &dk, &key)) != 0)
-                return rc;
-            if (key.start_us >= cutoff) {
-                more = 0; /* by time: the rest is younger */
-                break;
-            }
-            uint8_t sk[KEY_MAX];
-            MDB_val msk = {ctl_ledger_make_key(sk, key.device, key.channel, key.start_us, 1), sk},
-                    msv;
-            ctl_segment_rec rec;
-            if ((rc = c2d_mdb_errno(mdb_get(s->txn, s->l->segments, &msk, &msv))) != 0 ||
-                (rc = ctl_ledger_decode_segment(&msv, &rec)) != 0)
-                return rc == -ENOENT ? -EIO : rc;
-            if (key.start_us + rec.duration_us > cutoff)
-                continue; /* not all of it has passed */
-            if ((rc = remove_seg(s->l, s->txn, &k, &d)) != 0)
+            if ((rc = remove_seg(s->l, s->txn, disk, b.keys[i], b.lens[i], &d)) != 0)
                 return rc;
             s->removed++;
-            gone++;
             changed = 1;
         }
-        if (gone == 0)
-            break; /* only segments that have not wholly passed are left in the batch */
+        if (b.n < 64)
+            break;
     }
     return changed ? disk_write(s->l, s->txn, disk, &d) : 0;
 }
@@ -991,19 +1195,59 @@ int64_t ctl_quota_cutoff(ctl_ledger *l, MDB_txn *txn, const char *device, uint16
 
 /* --- Trash --- */
 
-typedef struct {
-    char paths[64][CTL_LEDGER_PATH_MAX];
-    size_t n;
-} path_batch;
-
-static int collect_path(void *ud, const MDB_val *k, const MDB_val *v)
+int ctl_quota_fsck_trash_decode(const MDB_val *v, ctl_seg_key *key, char path[CTL_LEDGER_PATH_MAX])
 {
-    (void)v;
-    path_batch *b = ud;
-    if (k->mv_size >= CTL_LEDGER_PATH_MAX)
-        return 0; /* not ours: left for fsck */
-    memcpy(b->paths[b->n], k->mv_data, k->mv_size);
-    b->paths[b->n][k->mv_size] = '\0';
+    const uint8_t *p = v->mv_data;
+    if (v->mv_size < 2 || p[0] > KEY_MAX || v->mv_size <= 1u + p[0] ||
+        v->mv_size - 1 - p[0] >= CTL_LEDGER_PATH_MAX)
+        return -EIO;
+    MDB_val k = {p[0], (void *)(p + 1)};
+    int rc = ctl_ledger_parse_key(&k, 1, key);
+    if (rc != 0)
+        return rc;
+    size_t plen = v->mv_size - 1 - p[0];
+    memcpy(path, p + 1 + p[0], plen);
+    path[plen] = '\0';
+    return memchr(path, '\0', plen) ? -EIO : 0;
+}
+
+typedef struct {
+    uint8_t seq[CTL_QUOTA_TRASH_KEY];
+    ctl_seg_key key;
+    char path[CTL_LEDGER_PATH_MAX];
+    int act; /* 0: unlink, then drop; 1: drop only (live again, or not ours) */
+} trash_item;
+
+typedef struct {
+    ctl_ledger *l;
+    MDB_txn *txn;
+    trash_item it[64];
+    size_t n;
+} trash_batch;
+
+static int collect_trash(void *ud, const MDB_val *k, const MDB_val *v)
+{
+    trash_batch *b = ud;
+    trash_item *t = &b->it[b->n];
+    if (k->mv_size != CTL_QUOTA_TRASH_KEY)
+        return 0; /* not ours: fsck reports nothing, the janitor leaves it */
+    memcpy(t->seq, k->mv_data, CTL_QUOTA_TRASH_KEY);
+    t->act = 0;
+    if (ctl_quota_fsck_trash_decode(v, &t->key, t->path) != 0) {
+        t->act = 1; /* nothing to delete by */
+    } else {
+        /* Sent again and stored under the same path since: keep the file. */
+        uint8_t sk[KEY_MAX];
+        MDB_val msk = {ctl_ledger_make_key(sk, t->key.device, t->key.channel, t->key.start_us, 1),
+                       sk},
+                msv;
+        ctl_segment_rec rec;
+        int rc = c2d_mdb_errno(mdb_get(b->txn, b->l->segments, &msk, &msv));
+        if (rc == 0 && ctl_ledger_decode_segment(&msv, &rec) == 0 && strcmp(rec.path, t->path) == 0)
+            t->act = 1;
+        else if (rc != 0 && rc != -ENOENT)
+            return rc;
+    }
     return ++b->n == 64 ? 1 : 0;
 }
 
@@ -1012,59 +1256,63 @@ int ctl_quota_empty_trash(ctl_ledger *l, size_t max, ctl_quota_unlink_fn fn, voi
     *done = 0;
     if (l->readonly)
         return -EROFS;
+    uint8_t from[CTL_QUOTA_TRASH_KEY] = {0};
     while (*done < max) {
-        path_batch b = {.n = 0};
         MDB_txn *txn;
         int rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, MDB_RDONLY, &txn));
         if (rc != 0)
             return rc;
-        rc = prefix_walk(txn, l->trash, NULL, 0, 0, collect_path, &b);
-        mdb_txn_abort(txn);
-        if (rc != 0 || b.n == 0)
-            return rc;
-        size_t ok = 0;
-        for (size_t i = 0; i < b.n; i++) {
-            int u = fn(ud, b.paths[i]);
-            if (u != 0 && u != -ENOENT)
-                b.paths[i][0] = '\0'; /* keep it for the next round */
-            else
-                ok++;
+        trash_batch *b = calloc(1, sizeof(*b));
+        if (!b) {
+            mdb_txn_abort(txn);
+            return -ENOMEM;
         }
-        if ((rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, 0, &txn))) != 0)
-            return rc;
-        for (size_t i = 0; rc == 0 && i < b.n; i++) {
-            if (!b.paths[i][0])
+        b->l = l;
+        b->txn = txn;
+        /* From the first entry not kept in an earlier round. */
+        rc = walk_from(txn, l->trash, from, sizeof(from), collect_trash, b);
+        mdb_txn_abort(txn);
+        size_t n = b->n, ok = 0;
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            trash_item *t = &b->it[i];
+            int u = t->act ? 0 : fn(ud, &t->key, t->path);
+            if (u != 0 && u != -ENOENT)
+                t->act = -1; /* kept for the next run */
+            else
+                ok += t->act == 0;
+        }
+        MDB_txn *wtxn = NULL;
+        if (rc == 0 && n > 0)
+            rc = c2d_mdb_errno(mdb_txn_begin(l->env, NULL, 0, &wtxn));
+        for (size_t i = 0; rc == 0 && i < n; i++) {
+            if (b->it[i].act < 0)
                 continue;
-            MDB_val k = {strlen(b.paths[i]), b.paths[i]};
-            rc = c2d_mdb_errno(mdb_del(txn, l->trash, &k, NULL));
+            MDB_val k = {CTL_QUOTA_TRASH_KEY, b->it[i].seq};
+            rc = c2d_mdb_errno(mdb_del(wtxn, l->trash, &k, NULL));
             if (rc == -ENOENT)
                 rc = 0;
         }
-        if (rc == 0)
-            rc = c2d_mdb_errno(mdb_txn_commit(txn));
-        else
-            mdb_txn_abort(txn);
+        if (wtxn && rc == 0)
+            rc = c2d_mdb_errno(mdb_txn_commit(wtxn));
+        else if (wtxn)
+            mdb_txn_abort(wtxn);
+        if (n > 0)
+            memcpy(from, b->it[n - 1].seq, sizeof(from));
+        free(b);
         if (rc != 0)
             return rc;
         *done += ok;
-        if (ok == 0 || b.n < 64)
+        if (n < 64)
             return 0;
+        put_be(from, get_be(from, 8) + 1, 8);
     }
     return 0;
 }
 
-int ctl_quota_in_trash(ctl_ledger *l, MDB_txn *txn, const char *relpath)
-{
-    MDB_val k = {strlen(relpath), (void *)relpath}, v;
-    return mdb_get(txn, l->trash, &k, &v) == MDB_SUCCESS;
-}
-
 int ctl_quota_open_dbs(ctl_ledger *l, MDB_txn *txn, unsigned flags)
 {
-    static const char *const names[] = {"disks",     "cameras", "disk_segs",
-                                        "disk_cams", "protect", "trash"};
-    MDB_dbi *dbis[] = {&l->disks,     &l->cameras, &l->disk_segs,
-                       &l->disk_cams, &l->protect, &l->trash};
+    static const char *const names[] = {"disks", "cameras", "disk_cams", "protect", "trash"};
+    MDB_dbi *dbis[] = {&l->disks, &l->cameras, &l->disk_cams, &l->protect, &l->trash};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof(names) / sizeof(names[0]); i++)
         rc = c2d_mdb_errno(mdb_dbi_open(txn, names[i], flags, dbis[i]));
@@ -1112,41 +1360,21 @@ int ctl_quota_fsck_disk_put(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const ct
     return disk_write(l, txn, disk, d);
 }
 
-size_t ctl_quota_fsck_dseg_key(uint8_t buf[CTL_QUOTA_DSEG_KEY_MAX], uint64_t disk,
-                               const ctl_seg_key *key)
-{
-    return dseg_key(buf, disk, key);
-}
-
-int ctl_quota_fsck_dseg_parse(const MDB_val *k, uint64_t *disk, ctl_seg_key *key)
-{
-    return dseg_parse(k, disk, key);
-}
-
-int ctl_quota_fsck_dseg_decode(const MDB_val *v, uint64_t *size, int *prot)
-{
-    if (v->mv_size != DSEG_VAL)
-        return -EIO;
-    *size = get_be(v->mv_data, 8);
-    *prot = ((const uint8_t *)v->mv_data)[8] != 0;
-    return 0;
-}
-
-int ctl_quota_fsck_dseg_put(ctl_ledger *l, MDB_txn *txn, uint64_t disk, const ctl_seg_key *key,
-                            uint64_t size, int prot)
-{
-    uint8_t dk[DSEG_KEY_MAX], dv[DSEG_VAL];
-    put_be(dv, size, 8);
-    dv[8] = prot != 0;
-    MDB_val mk = {dseg_key(dk, disk, key), dk}, mv = {DSEG_VAL, dv};
-    int rc = c2d_mdb_errno(mdb_put(txn, l->disk_segs, &mk, &mv, 0));
-    return rc == -EEXIST ? -EIO : rc;
-}
-
 size_t ctl_quota_fsck_dcam_key(uint8_t buf[CTL_QUOTA_DCAM_KEY_MAX], uint64_t disk,
                                const char *device, uint16_t ch)
 {
     return dcam_key(buf, disk, device, ch);
+}
+
+int ctl_quota_fsck_dcam_decode(const MDB_val *v, ctl_quota_dcam *out)
+{
+    return dcam_decode(v, out);
+}
+
+int ctl_quota_fsck_dcam_put(ctl_ledger *l, MDB_txn *txn, const MDB_val *key,
+                            const ctl_quota_dcam *d)
+{
+    return dcam_write(l, txn, key, d);
 }
 
 int ctl_quota_fsck_covered(ctl_ledger *l, MDB_txn *txn, const char *device, uint16_t ch,

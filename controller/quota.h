@@ -13,17 +13,23 @@
  *   disks      disk BE64 -> capacity, retention, policy, active, used,
  *              segments, protected bytes
  *   cameras    device\0 ch BE16 -> disk, cap, backup
- *   disk_segs  disk BE64 + start BE64 + device\0 ch BE16 -> size, protected
- *              (each disk's segments by time: eviction and retention order)
- *   disk_cams  disk BE64 + device\0 ch BE16 -> bytes, segments
+ *   disk_cams  disk BE64 + device\0 ch BE16 -> bytes, segments, head (the
+ *              start of the camera's oldest segment on the disk)
  *   protect    device\0 ch BE16 + from BE64 + to BE64 + owner BE64 -> ""
- *   trash      relative path -> "" (files whose records are gone: the
- *              janitor deletes them after the commit, so a kill -9 leaves
- *              at worst a file to delete, never a record without its file)
+ *   trash      sequence BE64 -> segment key, relative path (files whose
+ *              records are gone: the janitor deletes them after the
+ *              commit, so a kill -9 leaves at worst a file to delete, never
+ *              a record without its file)
+ * A segment's record (ledger.c) says which disk it counts on and whether
+ * it is protected. There is no index of a disk's segments by time: a
+ * commit then writes one B-tree fewer (tools/bench ledger). The disk's
+ * oldest segments are found by merging its cameras' runs, each from its
+ * head; a camera is on one disk at a time, so a run is its segments but
+ * for the few around a move, which the walk skips.
  * Invariants (c2d-controller fsck checks them): a disk's used and segments
- * are the sums of its disk_cams, which are the sums of its disk_segs, whose
- * sizes are the segment records'; protected bytes are the sum of the
- * protected disk_segs.
+ * are the sums of its disk_cams, which are the sums of the segment records
+ * that count on it, and each head is the oldest of them; protected bytes
+ * are the sum of those flagged protected.
  *
  * Functions taking txn work inside the caller's write (or read, for the
  * getters) transaction on ctl_ledger_env(l); they return 0 or -errno and
@@ -139,14 +145,15 @@ int ctl_quota_sweep(ctl_ledger *l, int64_t now_us, size_t max, size_t *removed);
 int64_t ctl_quota_cutoff(ctl_ledger *l, MDB_txn *txn, const char *device, uint16_t ch,
                          int64_t now_us);
 
-/* The janitor: deletes, for at most max trash entries, the file (data_dir
- * relative path) through unlink_fn, then the entries (its own
- * transactions). A file already gone counts as deleted. *done receives
- * how many entries were cleared. */
-typedef int (*ctl_quota_unlink_fn)(void *ud, const char *relpath);
+/* The janitor: for at most max trash entries, deletes the removed
+ * segment's file (data_dir relative path) through unlink_fn, then the
+ * entries (its own transactions). An entry whose path a live record names
+ * again (the segment was sent again and stored) is dropped without
+ * deleting. unlink_fn returns 0 (or -ENOENT: gone already) to drop the
+ * entry, anything else to keep it for a later run (-EBUSY: the segment's
+ * commit is in flight). *done receives how many files were deleted. */
+typedef int (*ctl_quota_unlink_fn)(void *ud, const ctl_seg_key *key, const char *relpath);
 int ctl_quota_empty_trash(ctl_ledger *l, size_t max, ctl_quota_unlink_fn fn, void *ud,
                           size_t *done);
-/* Whether relpath waits in the trash (fsck: not an orphan). */
-int ctl_quota_in_trash(ctl_ledger *l, MDB_txn *txn, const char *relpath);
 
 #endif

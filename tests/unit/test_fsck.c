@@ -187,6 +187,16 @@ static uint64_t usage_bytes(const char *dev, uint16_t ch)
     return u.bytes;
 }
 
+/* The janitor's unlink for a trash whose files are all live again. */
+static int never_unlink(void *ud, const ctl_seg_key *key, const char *relpath)
+{
+    (void)ud;
+    (void)key;
+    fprintf(stderr, "unexpected unlink of %s\n", relpath);
+    CHECK(0);
+    return -EIO;
+}
+
 static void put_raw(const char *db, const void *k, size_t kn, const void *v, size_t vn)
 {
     MDB_txn *t = wtxn();
@@ -252,7 +262,8 @@ int main(void)
     expect(CTL_FSCK_TRASH_FILE, 1, 0);
     CHECK(!file_exists(rel));
     t = wtxn();
-    CHECK(!ctl_quota_in_trash(led, t, rel));
+    MDB_stat ts;
+    CHECK(mdb_stat(t, dbi(t, "trash"), &ts) == 0 && ts.ms_entries == 0);
     mdb_txn_abort(t);
     expect_clean();
     result r = fsck(1, 0);
@@ -297,48 +308,67 @@ int main(void)
     CHECK(file_exists("quarantine/store/rec-a/1/999.ts"));
 
     /* An open-mode camera's usage (disk 0's disk_cams) written wrong. */
-    uint8_t k[128], v[16];
+    uint8_t k[128], v[24];
     be64(k, 0);
     size_t kn = 8 + cam_key(k + 8, "rec-z", 0);
     be64(v, 5);
     be64(v + 8, 1);
-    put_raw("disk_cams", k, kn, v, 16);
+    be64(v + 16, 0);
+    put_raw("disk_cams", k, kn, v, 24);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
     CHECK(usage_bytes("rec-z", 0) == 247);
     /* A usage record of a camera without segments. */
     kn = 8 + cam_key(k + 8, "rec-q", 3);
+    put_raw("disk_cams", k, kn, v, 24);
+    expect(CTL_FSCK_DISK_CAMS, 1, 0);
+    /* One that does not decode (the old 16-byte layout). */
     put_raw("disk_cams", k, kn, v, 16);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
 
     /* disk_cams written wrong. */
     be64(k, 1);
     kn = 8 + cam_key(k + 8, "rec-a", 1);
-    put_raw("disk_cams", k, kn, v, 16);
+    put_raw("disk_cams", k, kn, v, 24);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
 
-    /* A disk_segs entry removed: restored (the disk's sums stay). */
+    /* A wrong head (where eviction starts looking): right sums, wrong
+     * oldest start; restored to the oldest segment's. */
     CHECK(seg("rec-a", 2, 50, 100) == 0);
     CHECK(disk_rec(1).protected_bytes == 0);
     be64(k, 1);
-    be64(k + 8, 50 * S);
-    kn = 16 + cam_key(k + 16, "rec-a", 2);
+    kn = 8 + cam_key(k + 8, "rec-a", 2);
+    be64(v, 300);
+    be64(v + 8, 2);
+    be64(v + 16, 50 * S);
+    put_raw("disk_cams", k, kn, v, 24);
+    expect(CTL_FSCK_DISK_CAMS, 1, 0);
     t = wtxn();
-    MDB_val mk = {kn, k};
-    CHECK(mdb_del(t, dbi(t, "disk_segs"), &mk, NULL) == 0);
-    commit(t);
-    expect(CTL_FSCK_DISK_SEG_MISSING, 1, 0);
-    /* A stray entry (no segment): dropped. */
-    be64(k + 8, 77 * S);
-    uint8_t dv[9] = {0, 0, 0, 0, 0, 0, 0, 50, 0};
-    put_raw("disk_segs", k, kn, dv, 9);
-    expect(CTL_FSCK_DISK_SEG_STRAY, 1, 0);
+    int64_t oldest = 0, newest = 0;
+    CHECK(ctl_quota_disk_span(led, t, 1, &oldest, &newest) == 0);
+    mdb_txn_abort(t);
+    CHECK(oldest == 30 * S && newest == 50 * S);
     CHECK(disk_rec(1).used == 500 && disk_rec(1).segments == 3);
 
-    /* A trash entry naming a recorded file: the entry goes, not the file. */
+    /* A trash entry naming a recorded file (the segment was sent again
+     * after its eviction): info; the janitor drops it and keeps the file. */
     seg_rel(rel, sizeof(rel), "rec-a", 2, 50);
-    put_raw("trash", rel, strlen(rel), "", 0);
-    expect(CTL_FSCK_TRASH_LIVE, 1, 0);
+    uint8_t tk[8], tv[1 + 128 + 128];
+    be64(tk, 999);
+    tv[0] = (uint8_t)(cam_key(tv + 1, "rec-a", 2) + 8);
+    be64(tv + 1 + tv[0] - 8, 50 * S);
+    memcpy(tv + 1 + tv[0], rel, strlen(rel));
+    put_raw("trash", tk, 8, tv, 1 + tv[0] + strlen(rel));
+    r = fsck(0, 0);
+    CHECK(r.n == 0 && r.info == 1);
+    size_t gone = 0;
+    CHECK(ctl_quota_empty_trash(led, 100, never_unlink, NULL, &gone) == 0 && gone == 0);
     CHECK(file_exists(rel) && stored("rec-a", 2, 50));
+    t = wtxn();
+    CHECK(mdb_stat(t, dbi(t, "trash"), &ts) == 0 && ts.ms_entries == 0);
+    mdb_txn_abort(t);
+    /* A trash entry that does not decode: dropped. */
+    put_raw("trash", tk, 8, "x", 1);
+    expect(CTL_FSCK_TRASH_LIVE, 1, 0);
 
     /* Partials: a record without its file (dropped), a file without its
      * record (quarantine/), and one upload in progress (fine). */
@@ -373,9 +403,7 @@ int main(void)
     /* A disk record's segments count written wrong. */
     be64(k, 1);
     t = wtxn();
-    mk.mv_size = 8;
-    mk.mv_data = k;
-    MDB_val mv;
+    MDB_val mk = {8, k}, mv;
     CHECK(mdb_get(t, dbi(t, "disks"), &mk, &mv) == 0);
     uint8_t disk_raw[64];
     size_t dn = mv.mv_size < sizeof(disk_raw) ? mv.mv_size : sizeof(disk_raw);

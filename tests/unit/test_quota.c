@@ -127,8 +127,9 @@ static void check_sums(uint64_t id)
     CHECK(d.used <= d.cfg.capacity || d.cfg.policy == CTL_DISK_STOP || d.protected_bytes > 0);
 }
 
-static int count_trash(void *ud, const char *p)
+static int count_trash(void *ud, const ctl_seg_key *key, const char *p)
 {
+    (void)key;
     (void)p;
     ++*(int *)ud;
     return 0;

@@ -1,5 +1,6 @@
 #include "agent/config.h"
 
+#include "agent/model.h"
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
@@ -9,14 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Bounds of the numeric keys (docs/components.md). */
-#define SEGMENT_SECONDS_MAX 600 /* longer segments lose too much on a power cut */
+/* Bounds of the numeric keys (docs/components.md; the others in config.h). */
 #define CHUNK_BYTES_MIN 4096
 #define CHUNK_BYTES_MAX ((int64_t)C2D_CHUNK_MAX) /* the protocol's payload limit */
 #define WINDOW_CHUNKS_MAX 256 /* 256 x 1 MiB is already far beyond the memory budget */
-#define SPOOL_MIN_BYTES (1LL << 20)
-/* Integers a JSON number carries exactly; beyond that a value is a typo. */
-#define JSON_INT_MAX (1LL << 53)
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -35,17 +32,21 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
     }
 static const c2d_cfg_field top_fields[] = {
     TF("device_id", C2D_CFG_STRING, device_id, 1, 0, 0, 0, NULL),
-    TF("state_dir", C2D_CFG_STRING, state_dir, 1, 0, 0, 0, NULL),
+    /* Required unless a model supplies it (agent_config_load). */
+    TF("state_dir", C2D_CFG_STRING, state_dir, 0, 0, 0, 0, NULL),
     {"broker", C2D_CFG_SKIP, 0, 1, 0, 0, 0, NULL},
-    TF("segment_seconds", C2D_CFG_INT, segment_seconds, 0, 1, SEGMENT_SECONDS_MAX, 10, NULL),
+    TF("segment_seconds", C2D_CFG_INT, segment_seconds, 0, 1, AGENT_SEGMENT_SECONDS_MAX, 10, NULL),
     TF("chunk_bytes", C2D_CFG_INT, chunk_bytes, 0, CHUNK_BYTES_MIN, CHUNK_BYTES_MAX, 262144, NULL),
     TF("window_chunks", C2D_CFG_INT, window_chunks, 0, 1, WINDOW_CHUNKS_MAX, 8, NULL),
-    TF("rate_limit_bps", C2D_CFG_INT, rate_limit_bps, 0, 0, JSON_INT_MAX, 0, NULL),
-    TF("spool_max_bytes", C2D_CFG_INT, spool_max_bytes, 0, SPOOL_MIN_BYTES, JSON_INT_MAX, 1LL << 30,
-       NULL),
+    TF("rate_limit_bps", C2D_CFG_INT, rate_limit_bps, 0, 0, AGENT_JSON_INT_MAX, 0, NULL),
+    TF("spool_max_bytes", C2D_CFG_INT, spool_max_bytes, 0, AGENT_SPOOL_MIN_BYTES,
+       AGENT_JSON_INT_MAX, 1LL << 30, NULL),
     TF("ack_timeout_s", C2D_CFG_INT, ack_timeout_s, 0, 1, 600, 10, NULL),
     TF("keep_sent_dir", C2D_CFG_STRING, keep_sent_dir, 0, 0, 0, 0, ""),
-    {"channels", C2D_CFG_SKIP, 0, 1, 0, 0, 0, NULL},
+    TF("model", C2D_CFG_STRING, model, 0, 0, 0, 0, ""),
+    TF("firmware_dir", C2D_CFG_STRING, firmware_dir, 0, 0, 0, 0, AGENT_FIRMWARE_DIR_DEFAULT),
+    /* Required unless a model supplies them (load_channels). */
+    {"channels", C2D_CFG_SKIP, 0, 0, 0, 0, 0, NULL},
 };
 #define N_TOP (sizeof(top_fields) / sizeof(top_fields[0]))
 
@@ -56,7 +57,8 @@ static const c2d_cfg_field top_fields[] = {
 static const c2d_cfg_field channel_fields[] = {
     CF("id", C2D_CFG_INT, id, 1, 0, 65535, 0, NULL),
     CF("name", C2D_CFG_STRING, name, 0, 0, 0, 0, ""),
-    CF("source", C2D_CFG_STRING, source, 1, 0, 0, 0, NULL),
+    /* Required unless a model supplies it (load_channels). */
+    CF("source", C2D_CFG_STRING, source, 0, 0, 0, 0, NULL),
     CF("realtime", C2D_CFG_BOOL, realtime, 0, 0, 0, 0, NULL),
     CF("loop", C2D_CFG_BOOL, loop, 0, 0, 0, 0, NULL),
 };
@@ -84,9 +86,30 @@ static void free_channels(agent_channel_conf *chs, size_t n)
     free(chs);
 }
 
-static int load_channels(const cJSON *arr, const char *path, const char *base, agent_config *c,
-                         char *err, size_t errlen)
+/* The model's channels 1..N, for a configuration without "channels". */
+static int model_channels(const agent_model *m, const char *path, agent_config *c, char *err,
+                          size_t errlen)
 {
+    c->channels = calloc((size_t)m->channels, sizeof(*c->channels));
+    if (!c->channels)
+        return fail(err, errlen, "%s: out of memory", path);
+    for (int64_t i = 0; i < m->channels; i++) {
+        agent_channel_conf *ch = &c->channels[i];
+        c->n_channels = (size_t)i + 1;
+        ch->id = i + 1;
+        ch->name = strdup("");
+        if (!ch->name || agent_model_source(m, ch->id, &ch->source) != 0)
+            return fail(err, errlen, "%s: out of memory", path);
+    }
+    return 0;
+}
+
+/* m is the configuration's model, NULL without one. */
+static int load_channels(const cJSON *arr, const char *path, const char *base, const agent_model *m,
+                         agent_config *c, char *err, size_t errlen)
+{
+    if (!arr && m)
+        return model_channels(m, path, c, err, errlen);
     if (!arr)
         return fail(err, errlen, "%s: missing required key \"channels\"", path);
     if (!cJSON_IsArray(arr))
@@ -108,6 +131,16 @@ static int load_channels(const cJSON *arr, const char *path, const char *base, a
         c->n_channels = (size_t)i + 1; /* so a failure frees this entry's strings */
         if (c2d_cfg_apply(it, where, channel_fields, N_CHANNEL, ch, err, errlen) != 0)
             return -1;
+        /* The recorder has channels 1..N; another id is a typo or the wrong
+         * model. */
+        if (m && (ch->id < 1 || ch->id > m->channels))
+            return fail(err, errlen,
+                        "%s: key \"id\" %lld is not a channel of model \"%s\" (1..%lld)", where,
+                        (long long)ch->id, m->model, (long long)m->channels);
+        if (!ch->source && !m)
+            return fail(err, errlen, "%s: missing required key \"source\"", where);
+        if (!ch->source && agent_model_source(m, ch->id, &ch->source) != 0)
+            return fail(err, errlen, "%s: out of memory", where);
         if (ch->source[0] == '\0')
             return fail(err, errlen, "%s: key \"source\" must not be empty", where);
         for (int j = 0; j < i; j++)
@@ -127,10 +160,47 @@ static int empty(const char *s)
     return !s || s[0] == '\0';
 }
 
+/* Loads the model c->model names from c->firmware_dir into *m. Errors name
+ * the configuration's key "model", then the model file's own error. */
+static int load_model(const agent_config *c, const char *path, agent_model *m, char *err,
+                      size_t errlen)
+{
+    if (!agent_model_name_valid(c->model))
+        return fail(err, errlen,
+                    "%s: key \"model\" must be 1..%d characters of [A-Za-z0-9_.-], not starting "
+                    "with '.' or '-'",
+                    path, AGENT_MODEL_NAME_MAX);
+    char file[PATH_MAX];
+    if ((size_t)snprintf(file, sizeof(file), "%s/%s.json", c->firmware_dir, c->model) >=
+        sizeof(file))
+        return fail(err, errlen, "%s: key \"firmware_dir\" is too long", path);
+    char why[C2D_ERRMSG_MAX];
+    if (agent_model_load(file, m, why, sizeof(why)) != 0)
+        return fail(err, errlen, "%s: key \"model\": %s", path, why);
+    return 0;
+}
+
+/* The model's defaults for the keys root does not set. */
+static int apply_model(const cJSON *root, const agent_model *m, const char *path, agent_config *c,
+                       char *err, size_t errlen)
+{
+    if (!cJSON_GetObjectItemCaseSensitive(root, "segment_seconds"))
+        c->segment_seconds = m->segment_seconds;
+    if (!cJSON_GetObjectItemCaseSensitive(root, "spool_max_bytes"))
+        c->spool_max_bytes = m->spool_max_bytes;
+    if (!c->state_dir && !(c->state_dir = strdup(m->spool_dir)))
+        return fail(err, errlen, "%s: out of memory", path);
+    c->budget_cpu_percent = m->cpu_percent;
+    c->budget_memory_kib = m->memory_kib;
+    return 0;
+}
+
 int agent_config_load(const char *path, agent_config *out, char *err, size_t errlen)
 {
     agent_config c;
+    agent_model m;
     memset(&c, 0, sizeof(c));
+    memset(&m, 0, sizeof(m));
     cJSON *root = c2d_cfg_parse_file(path, err, errlen);
     if (!root)
         return -1;
@@ -147,6 +217,23 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
              "%s: key \"device_id\" must be 1..%d characters of [A-Za-z0-9_.-], not starting "
              "with '.' or '-'",
              path, C2D_DEVICE_ID_MAX);
+        goto fail;
+    }
+    if (empty(c.firmware_dir)) {
+        fail(err, errlen, "%s: key \"firmware_dir\" must not be empty", path);
+        goto fail;
+    }
+    if (c2d_cfg_resolve_path(&c.firmware_dir, base, path, "firmware_dir", err, errlen) != 0)
+        goto fail;
+    if (empty(c.model)) {
+        free(c.model);
+        c.model = NULL;
+    } else if (load_model(&c, path, &m, err, errlen) != 0 ||
+               apply_model(root, &m, path, &c, err, errlen) != 0) {
+        goto fail;
+    }
+    if (!c.state_dir) {
+        fail(err, errlen, "%s: missing required key \"state_dir\"", path);
         goto fail;
     }
     if (empty(c.state_dir)) {
@@ -174,14 +261,16 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
                0) {
         goto fail;
     }
-    if (load_channels(cJSON_GetObjectItemCaseSensitive(root, "channels"), path, base, &c, err,
-                      errlen) != 0)
+    if (load_channels(cJSON_GetObjectItemCaseSensitive(root, "channels"), path, base,
+                      c.model ? &m : NULL, &c, err, errlen) != 0)
         goto fail;
 
+    agent_model_free(&m);
     cJSON_Delete(root);
     *out = c;
     return 0;
 fail:
+    agent_model_free(&m);
     cJSON_Delete(root);
     agent_config_free(&c);
     return -1;

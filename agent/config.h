@@ -2,6 +2,11 @@
  * common/c2d_config.h and docs/components.md). Unknown keys are errors and
  * every error names the file and the key.
  *
+ * "model" names a recorder model file (<firmware_dir>/<model>.json, see
+ * agent/model.h) that supplies defaults: segment_seconds, spool_max_bytes,
+ * state_dir (its spool_dir) and, without "channels", channels 1..N with the
+ * model's sources. The configuration's own keys override them.
+ *
  * Relative paths (broker certificates, state_dir, keep_sent_dir, and
  * channel sources that are not URLs) are resolved against the directory of
  * the configuration file, so the agent behaves the same whatever its
@@ -17,6 +22,15 @@
 /* A recorder has at most this many camera channels; the state message and
  * the uploader's per-channel tables are sized by it. */
 #define AGENT_CHANNELS_MAX 64
+
+/* Bounds shared by the configuration and the model files. */
+#define AGENT_SEGMENT_SECONDS_MAX 600 /* longer segments lose too much on a power cut */
+#define AGENT_SPOOL_MIN_BYTES (1LL << 20)
+/* Integers a JSON number carries exactly; beyond that a value is a typo. */
+#define AGENT_JSON_INT_MAX (1LL << 53)
+
+/* Where model files are looked up when firmware_dir is not given. */
+#define AGENT_FIRMWARE_DIR_DEFAULT "/usr/share/c2d/firmware-configs"
 
 typedef struct {
     int64_t id; /* 0..65535, unique */
@@ -37,6 +51,12 @@ typedef struct {
     int64_t spool_max_bytes;
     int64_t ack_timeout_s;
     char *keep_sent_dir; /* NULL when not set or "" */
+    char *model;         /* NULL when not set or "" */
+    char *firmware_dir;  /* absolute; where "model" was looked up */
+    /* The model's budget (informational for now: status and the wizard);
+     * 0 without a model. */
+    int64_t budget_cpu_percent;
+    int64_t budget_memory_kib;
     agent_channel_conf *channels;
     size_t n_channels;
 } agent_config;

@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -48,6 +49,7 @@
 
 #define LOCK_NAME "agent.lock"
 #define STATUS_NAME "status.json"
+#define DISK_PROBE_NAME ".disk-probe"
 /* The device config last applied (merged over every cfg received), so a
  * restart without network uploads as before. */
 #define DEVCFG_NAME "devcfg.json"
@@ -98,6 +100,7 @@ struct agent {
     int64_t rate_at_us;
     double rate_bps;
     int64_t parked_since_us;
+    const char *disk; /* "ok", "missing" or "failing": probed per state message */
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -158,6 +161,14 @@ static cJSON *spool_json(const agent_spool_stats *s)
         return NULL;
     add_num(o, "queued_segments", (double)s->queued_segments);
     add_num(o, "queued_bytes", (double)s->queued_bytes);
+    /* The controller's view (issue 5): how much waits and since when. */
+    add_num(o, "segments", (double)s->queued_segments);
+    add_num(o, "bytes", (double)s->queued_bytes);
+    int64_t now = c2d_now_us();
+    add_num(o, "oldest_age_s",
+            s->oldest_start_us > 0 && now > s->oldest_start_us
+                ? (double)((now - s->oldest_start_us) / 1000000)
+                : 0);
     add_num(o, "oldest_start_us", (double)s->oldest_start_us);
     add_num(o, "dropped_segments", (double)s->dropped_segments);
     add_num(o, "dropped_bytes", (double)s->dropped_bytes);
@@ -276,6 +287,12 @@ static cJSON *build_state(agent *a, const snapshot *s, int detailed)
     cJSON_AddStringToObject(root, "device", a->cfg->device_id);
     add_num(root, "time_us", (double)c2d_now_us());
     add_num(root, "uptime_s", (double)((c2d_mono_us() - a->started_us) / 1000000));
+    if (a->cfg->model)
+        cJSON_AddStringToObject(root, "model", a->cfg->model);
+    cJSON_AddStringToObject(root, "disk", a->disk ? a->disk : "ok");
+    add_num(root, "upload_bps", a->rate_bps);
+    if (a->cfg->recorder_retention_s > 0)
+        add_num(root, "recorder_retention_s", (double)a->cfg->recorder_retention_s);
     cJSON_AddBoolToObject(root, "connected", atomic_load(&a->connected));
     if (s->have_cfg)
         add_num(root, "cfg_version", (double)s->cfg_version);
@@ -317,6 +334,11 @@ static cJSON *build_state(agent *a, const snapshot *s, int detailed)
         add_num(c, "segments", (double)cs->segments);
         add_num(c, "retries", (double)cs->retries);
         add_num(c, "last_segment_us", (double)cs->last_segment_us);
+        if (cs->last_segment_us > 0)
+            add_num(c, "last_segment_age_s",
+                    (double)((c2d_now_us() - cs->last_segment_us) / 1000000));
+        else
+            cJSON_AddNullToObject(c, "last_segment_age_s");
         cJSON_AddBoolToObject(c, "backup", ls->backup);
         cJSON *u = cJSON_AddObjectToObject(c, "upload");
         if (u) {
@@ -359,6 +381,27 @@ static void write_status_file(agent *a, const char *text)
         unlink(tmp);
 }
 
+/* The spool's file system: "missing" (the directory is gone: unmounted,
+ * card out), "failing" (a small write fails: read-only remount, I/O error,
+ * full), else "ok". Cheap enough for every state message. */
+static const char *probe_disk(const char *state_dir)
+{
+    char path[PATH_MAX];
+    struct stat st;
+    if (stat(state_dir, &st) != 0 || !S_ISDIR(st.st_mode))
+        return "missing";
+    if (c2d_path_join(path, sizeof(path), state_dir, DISK_PROBE_NAME) != 0)
+        return "ok";
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno == ENOENT ? "missing" : "failing";
+    int rc = c2d_write_all(fd, "c2d\n", 4);
+    if (close(fd) != 0)
+        rc = -1;
+    unlink(path);
+    return rc == 0 ? "ok" : "failing";
+}
+
 static void publish_state(agent *a, const snapshot *s, int64_t now)
 {
     int64_t dt = now - a->rate_at_us;
@@ -368,6 +411,7 @@ static void publish_state(agent *a, const snapshot *s, int64_t now)
     }
     a->rate_bytes = s->up.bytes_sent;
     a->rate_at_us = now;
+    a->disk = probe_disk(a->cfg->state_dir);
 
     cJSON *st = build_state(a, s, 0);
     char *text = st ? cJSON_PrintUnformatted(st) : NULL;
@@ -865,7 +909,7 @@ int agent_run(agent *a, int exit_when_done, volatile sig_atomic_t *stop)
         take_snapshot(a, s);
         uint64_t sig = signature(a, s);
         int due = atomic_exchange(&a->state_due, 0) ||
-                  now - a->last_state_us >= (int64_t)AGENT_STATE_PERIOD_S * 1000000 ||
+                  now - a->last_state_us >= a->cfg->state_interval_s * 1000000 ||
                   (sig != a->last_sig && now - a->last_state_us >= STATE_MIN_GAP_US);
         if (due) {
             publish_state(a, s, now);

@@ -27,8 +27,9 @@
 
 typedef struct agent agent;
 
-/* Seconds between two state messages when nothing changes. */
-#define AGENT_STATE_PERIOD_S 10
+/* Seconds between two state messages when nothing changes, unless the
+ * config's state_interval_s says otherwise. */
+#define AGENT_STATE_PERIOD_S AGENT_STATE_INTERVAL_S_DEFAULT
 
 /* Process exit codes of c2d-agent (docs/components.md). */
 enum {

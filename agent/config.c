@@ -1,6 +1,7 @@
 #include "agent/config.h"
 
 #include "agent/model.h"
+#include "agent/pair.h"
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
@@ -13,6 +14,8 @@
 /* Bounds of the numeric keys (docs/components.md; the others in config.h). */
 #define CHUNK_BYTES_MIN 4096
 #define CHUNK_BYTES_MAX ((int64_t)C2D_CHUNK_MAX) /* the protocol's payload limit */
+/* A paired agent's keepalive (c2d_broker_cfg's default). */
+#define AGENT_PAIRED_KEEPALIVE_S 30
 #define WINDOW_CHUNKS_MAX 256 /* 256 x 1 MiB is already far beyond the memory budget */
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -31,10 +34,14 @@ static int fail(char *err, size_t errlen, const char *fmt, ...)
         key, type, offsetof(agent_config, field), req, min, max, di, ds                            \
     }
 static const c2d_cfg_field top_fields[] = {
-    TF("device_id", C2D_CFG_STRING, device_id, 1, 0, 0, 0, NULL),
+    /* Required unless "serial" is set (pairing: agent_config_load). */
+    TF("device_id", C2D_CFG_STRING, device_id, 0, 0, 0, 0, NULL),
     /* Required unless a model supplies it (agent_config_load). */
     TF("state_dir", C2D_CFG_STRING, state_dir, 0, 0, 0, 0, NULL),
-    {"broker", C2D_CFG_SKIP, 0, 1, 0, 0, 0, NULL},
+    {"broker", C2D_CFG_SKIP, 0, 0, 0, 0, 0, NULL},
+    TF("serial", C2D_CFG_STRING, serial, 0, 0, 0, 0, NULL),
+    TF("pairing_code", C2D_CFG_STRING, pairing_code, 0, 0, 0, 0, NULL),
+    {"pairing", C2D_CFG_SKIP, 0, 0, 0, 0, 0, NULL},
     TF("segment_seconds", C2D_CFG_INT, segment_seconds, 0, 1, AGENT_SEGMENT_SECONDS_MAX, 10, NULL),
     TF("chunk_bytes", C2D_CFG_INT, chunk_bytes, 0, CHUNK_BYTES_MIN, CHUNK_BYTES_MAX, 262144, NULL),
     TF("window_chunks", C2D_CFG_INT, window_chunks, 0, 1, WINDOW_CHUNKS_MAX, 8, NULL),
@@ -45,6 +52,11 @@ static const c2d_cfg_field top_fields[] = {
     TF("keep_sent_dir", C2D_CFG_STRING, keep_sent_dir, 0, 0, 0, 0, ""),
     TF("model", C2D_CFG_STRING, model, 0, 0, 0, 0, ""),
     TF("firmware_dir", C2D_CFG_STRING, firmware_dir, 0, 0, 0, 0, AGENT_FIRMWARE_DIR_DEFAULT),
+    /* Device state (agent.h): heartbeat period; the recorder's own retention. */
+    TF("state_interval_s", C2D_CFG_INT, state_interval_s, 0, 1, 3600,
+       AGENT_STATE_INTERVAL_S_DEFAULT, NULL),
+    TF("recorder_retention_s", C2D_CFG_INT, recorder_retention_s, 0, 0, AGENT_JSON_INT_MAX, 0,
+       NULL),
     /* Required unless a model supplies them (load_channels). */
     {"channels", C2D_CFG_SKIP, 0, 0, 0, 0, 0, NULL},
 };
@@ -195,6 +207,81 @@ static int apply_model(const cJSON *root, const agent_model *m, const char *path
     return 0;
 }
 
+#define PF(key, type, field, req, min, max, di, ds)                                                \
+    {                                                                                              \
+        key, type, offsetof(agent_config, field), req, min, max, di, ds                            \
+    }
+static const c2d_cfg_field pairing_fields[] = {
+    PF("host", C2D_CFG_STRING, pairing_host, 1, 0, 0, 0, NULL),
+    PF("port", C2D_CFG_INT, pairing_port, 0, 1, 65535, 8884, NULL),
+    PF("ca_file", C2D_CFG_STRING, pairing_ca_file, 1, 0, 0, 0, NULL),
+};
+#define N_PAIRING (sizeof(pairing_fields) / sizeof(pairing_fields[0]))
+
+/* A pairing configuration: the "pairing" object, then the identity if
+ * one is stored (after state_dir is resolved). */
+static int load_pairing(const cJSON *root, const char *path, const char *base, agent_config *c,
+                        char *err, size_t errlen)
+{
+    char where[PATH_MAX + 16];
+    snprintf(where, sizeof(where), "%s: pairing", path);
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(root, "pairing");
+    if (!c2d_device_id_valid(c->serial))
+        return fail(err, errlen,
+                    "%s: key \"serial\" must be 1..%d characters of [A-Za-z0-9_.-], not "
+                    "starting with '.' or '-'",
+                    path, C2D_DEVICE_ID_MAX);
+    if (c->device_id || cJSON_GetObjectItemCaseSensitive(root, "broker"))
+        return fail(err, errlen,
+                    "%s: keys \"device_id\" and \"broker\" come from pairing when \"serial\" "
+                    "is set",
+                    path);
+    if (!p)
+        return fail(err, errlen, "%s: missing required key \"pairing\"", path);
+    if (c2d_cfg_apply(p, where, pairing_fields, N_PAIRING, c, err, errlen) != 0 ||
+        c2d_cfg_resolve_path(&c->pairing_ca_file, base, where, "ca_file", err, errlen) != 0)
+        return -1;
+    if (empty(c->pairing_host))
+        return fail(err, errlen, "%s: key \"host\" must not be empty", where);
+    if (empty(c->pairing_code)) {
+        free(c->pairing_code);
+        c->pairing_code = NULL;
+    }
+    return 0;
+}
+
+static char *identity_file(const char *state_dir, const char *name)
+{
+    size_t n = strlen(state_dir) + strlen(AGENT_IDENTITY_DIR) + strlen(name) + 3;
+    char *s = malloc(n);
+    if (s)
+        snprintf(s, n, "%s/%s/%s", state_dir, AGENT_IDENTITY_DIR, name);
+    return s;
+}
+
+static int apply_identity(const char *path, agent_config *c, char *err, size_t errlen)
+{
+    agent_identity id;
+    int rc = agent_identity_load(c->state_dir, &id);
+    if (rc == -ENOENT) {
+        c->unpaired = 1;
+        return 0;
+    }
+    if (rc != 0)
+        return fail(err, errlen, "%s: identity in %s/%s: %s", path, c->state_dir,
+                    AGENT_IDENTITY_DIR, strerror(-rc));
+    c2d_broker_cfg *b = &c->broker;
+    if (!(c->device_id = strdup(id.device_id)) || !(b->host = strdup(id.host)) ||
+        !(b->client_id = strdup(id.device_id)) ||
+        !(b->ca_file = identity_file(c->state_dir, AGENT_IDENTITY_CHAIN)) ||
+        !(b->cert_file = identity_file(c->state_dir, AGENT_IDENTITY_CERT)) ||
+        !(b->key_file = identity_file(c->state_dir, AGENT_IDENTITY_KEY)))
+        return fail(err, errlen, "%s: out of memory", path);
+    b->port = id.port;
+    b->keepalive_s = AGENT_PAIRED_KEEPALIVE_S;
+    return 0;
+}
+
 int agent_config_load(const char *path, agent_config *out, char *err, size_t errlen)
 {
     agent_config c;
@@ -212,7 +299,13 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
 
     if (c2d_cfg_apply(root, path, top_fields, N_TOP, &c, err, errlen) != 0)
         goto fail;
-    if (!c2d_device_id_valid(c.device_id)) {
+    if (c.serial) {
+        if (load_pairing(root, path, base, &c, err, errlen) != 0)
+            goto fail;
+    } else if (!c.device_id) {
+        fail(err, errlen, "%s: missing required key \"device_id\"", path);
+        goto fail;
+    } else if (!c2d_device_id_valid(c.device_id)) {
         fail(err, errlen,
              "%s: key \"device_id\" must be 1..%d characters of [A-Za-z0-9_.-], not starting "
              "with '.' or '-'",
@@ -240,11 +333,11 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
         fail(err, errlen, "%s: key \"state_dir\" must not be empty", path);
         goto fail;
     }
-    if (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path, &c.broker, err,
-                            errlen) != 0 ||
-        c2d_broker_cfg_resolve(&c.broker, base, path, err, errlen) != 0)
+    if (!c.serial && (c2d_broker_cfg_load(cJSON_GetObjectItemCaseSensitive(root, "broker"), path,
+                                          &c.broker, err, errlen) != 0 ||
+                      c2d_broker_cfg_resolve(&c.broker, base, path, err, errlen) != 0))
         goto fail;
-    if (empty(c.broker.client_id)) {
+    if (!c.serial && empty(c.broker.client_id)) {
         free(c.broker.client_id);
         c.broker.client_id = strdup(c.device_id);
         if (!c.broker.client_id) {
@@ -253,6 +346,8 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
         }
     }
     if (c2d_cfg_resolve_path(&c.state_dir, base, path, "state_dir", err, errlen) != 0)
+        goto fail;
+    if (c.serial && apply_identity(path, &c, err, errlen) != 0)
         goto fail;
     if (empty(c.keep_sent_dir)) {
         free(c.keep_sent_dir);
@@ -281,6 +376,7 @@ void agent_config_free(agent_config *cfg)
     if (!cfg)
         return;
     c2d_cfg_free_strings(top_fields, N_TOP, cfg);
+    c2d_cfg_free_strings(pairing_fields, N_PAIRING, cfg);
     c2d_broker_cfg_free(&cfg->broker);
     free_channels(cfg->channels, cfg->n_channels);
     cfg->channels = NULL;

@@ -28,6 +28,9 @@
 #define AGENT_SPOOL_MIN_BYTES (1LL << 20)
 /* Integers a JSON number carries exactly; beyond that a value is a typo. */
 #define AGENT_JSON_INT_MAX (1LL << 53)
+/* Seconds between two state messages when nothing changes (the
+ * controller's offline_after_s default, 90, is several of these). */
+#define AGENT_STATE_INTERVAL_S_DEFAULT 10
 
 /* Where model files are looked up when firmware_dir is not given. */
 #define AGENT_FIRMWARE_DIR_DEFAULT "/usr/share/c2d/firmware-configs"
@@ -57,8 +60,22 @@ typedef struct {
      * 0 without a model. */
     int64_t budget_cpu_percent;
     int64_t budget_memory_kib;
+    /* State message (issue 5): heartbeat period, and the recorder's own
+     * retention reported for the controller's spool_age alarm (0: not
+     * reported). */
+    int64_t state_interval_s; /* default AGENT_STATE_INTERVAL_S_DEFAULT */
+    int64_t recorder_retention_s;
     agent_channel_conf *channels;
     size_t n_channels;
+    /* Pairing (docs/pairing.md): with "serial" the device id and the broker
+     * come from the identity agent_pair stored in state_dir; "broker" and
+     * "device_id" must then be absent. */
+    char *serial;       /* NULL: not a pairing configuration */
+    char *pairing_code; /* NULL when not set or "" */
+    char *pairing_host; /* the pairing listener */
+    int64_t pairing_port;
+    char *pairing_ca_file; /* verifies the broker (ca.crt) */
+    int unpaired;          /* serial set and no identity yet: device_id and broker empty */
 } agent_config;
 
 /* Loads and validates path into *out (written only on success). Returns 0,

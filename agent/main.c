@@ -3,6 +3,11 @@
  *   c2d-agent [run] -c CONFIG [--exit-when-done]
  *   c2d-agent status -c CONFIG
  *   c2d-agent check-config -c CONFIG
+ *   c2d-agent pair -c CONFIG --code CODE
+ *
+ * pair (docs/pairing.md) needs a configuration with "serial" and
+ * "pairing"; run pairs first when it has no identity yet and the
+ * configuration holds "pairing_code".
  *
  * Exit codes: 0 success; 1 runtime failure, invalid configuration for
  * check-config and status, or --exit-when-done with parked segments;
@@ -10,6 +15,7 @@
  * does not respawn an agent that cannot start). */
 #include "agent/agent.h"
 #include "agent/config.h"
+#include "agent/pair.h"
 #include "common/c2d_log.h"
 
 #include <malloc.h>
@@ -41,7 +47,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: c2d-agent [run] -c CONFIG [--exit-when-done] [-v]\n"
                "       c2d-agent status -c CONFIG\n"
-               "       c2d-agent check-config -c CONFIG\n");
+               "       c2d-agent check-config -c CONFIG\n"
+               "       c2d-agent pair -c CONFIG --code CODE\n");
 }
 
 static int cmd_run(const agent_config *cfg, int exit_when_done)
@@ -90,6 +97,43 @@ out:
     return code;
 }
 
+/* Pairs with code and reloads *cfg with the new identity. */
+static int do_pair(const char *config, agent_config *cfg, const char *code)
+{
+    char err[C2D_ERRMSG_MAX + 256];
+    if (!cfg->serial) {
+        c2d_err("%s: pairing needs the keys \"serial\" and \"pairing\"", config);
+        return AGENT_EXIT_USAGE;
+    }
+    if (mosquitto_lib_init() != MOSQ_ERR_SUCCESS) {
+        c2d_err("cannot initialise libmosquitto");
+        return AGENT_EXIT_ERROR;
+    }
+    agent_pair_params pp = {.state_dir = cfg->state_dir,
+                            .serial = cfg->serial,
+                            .code = code,
+                            .host = cfg->pairing_host,
+                            .port = cfg->pairing_port,
+                            .ca_file = cfg->pairing_ca_file};
+    agent_identity id;
+    int rc = agent_pair(&pp, &id, err, sizeof(err));
+    mosquitto_lib_cleanup();
+    if (rc != 0) {
+        c2d_err("pairing serial %s: %s", cfg->serial, err);
+        return AGENT_EXIT_ERROR;
+    }
+    c2d_info("paired: serial %s is device %s, broker %s:%lld", cfg->serial, id.device_id, id.host,
+             (long long)id.port);
+    agent_config fresh;
+    if (agent_config_load(config, &fresh, err, sizeof(err)) != 0) {
+        c2d_err("%s", err);
+        return AGENT_EXIT_ERROR;
+    }
+    agent_config_free(cfg);
+    *cfg = fresh;
+    return AGENT_EXIT_OK;
+}
+
 static int cmd_status(const agent_config *cfg)
 {
     char err[C2D_ERRMSG_MAX + 256];
@@ -105,7 +149,7 @@ static int cmd_status(const agent_config *cfg)
 
 int main(int argc, char **argv)
 {
-    const char *cmd = "run", *config = NULL;
+    const char *cmd = "run", *config = NULL, *pair_code = NULL;
     int exit_when_done = 0, verbose = 0, i = 1;
     c2d_log_set_name("c2d-agent");
     mallopt(M_ARENA_MAX, MALLOC_ARENAS);
@@ -117,7 +161,7 @@ int main(int argc, char **argv)
     if (i < argc && argv[i][0] != '-') {
         cmd = argv[i++];
         if (strcmp(cmd, "run") != 0 && strcmp(cmd, "status") != 0 &&
-            strcmp(cmd, "check-config") != 0) {
+            strcmp(cmd, "check-config") != 0 && strcmp(cmd, "pair") != 0) {
             fprintf(stderr, "c2d-agent: unknown command \"%s\"\n", cmd);
             usage(stderr);
             return AGENT_EXIT_USAGE;
@@ -129,6 +173,8 @@ int main(int argc, char **argv)
             config = argv[++i];
         } else if (strncmp(arg, "--config=", 9) == 0) {
             config = arg + 9;
+        } else if (strcmp(arg, "--code") == 0 && i + 1 < argc && strcmp(cmd, "pair") == 0) {
+            pair_code = argv[++i];
         } else if (strcmp(arg, "--exit-when-done") == 0 && strcmp(cmd, "run") == 0) {
             exit_when_done = 1;
         } else if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
@@ -147,6 +193,11 @@ int main(int argc, char **argv)
         usage(stderr);
         return AGENT_EXIT_USAGE;
     }
+    if (strcmp(cmd, "pair") == 0 && !pair_code) {
+        fprintf(stderr, "c2d-agent: pair needs --code CODE\n");
+        usage(stderr);
+        return AGENT_EXIT_USAGE;
+    }
     if (verbose)
         c2d_log_set_level(C2D_LOG_DEBUG);
 
@@ -156,6 +207,30 @@ int main(int argc, char **argv)
     if (agent_config_load(config, &cfg, err, sizeof(err)) != 0) {
         c2d_err("%s", err);
         return is_run ? AGENT_EXIT_USAGE : AGENT_EXIT_ERROR;
+    }
+    int rc = AGENT_EXIT_OK;
+    if (strcmp(cmd, "pair") == 0) {
+        rc = do_pair(config, &cfg, pair_code);
+        agent_config_free(&cfg);
+        return rc;
+    }
+    if (is_run && cfg.unpaired) {
+        /* First start: pair with the configured code, then run. */
+        if (!cfg.pairing_code) {
+            c2d_err("%s: serial %s is not paired: give \"pairing_code\" or run c2d-agent pair",
+                    config, cfg.serial);
+            agent_config_free(&cfg);
+            return AGENT_EXIT_USAGE;
+        }
+        if ((rc = do_pair(config, &cfg, cfg.pairing_code)) != AGENT_EXIT_OK ||
+            (cfg.unpaired && (rc = AGENT_EXIT_ERROR))) {
+            agent_config_free(&cfg);
+            return rc;
+        }
+    } else if (cfg.unpaired && strcmp(cmd, "status") == 0) {
+        c2d_err("%s: serial %s is not paired yet", config, cfg.serial);
+        agent_config_free(&cfg);
+        return AGENT_EXIT_ERROR;
     }
     int code;
     if (strcmp(cmd, "check-config") == 0) {

@@ -143,6 +143,14 @@ int c2d_pki_make_client(c2d_pki *p, const c2d_pki_ca *ca, const c2d_pki_key *key
  * the certificate ends no later than the CA. */
 int c2d_pki_sign_csr(c2d_pki *p, const c2d_pki_ca *ca, const void *csr, size_t len,
                      const char *device_id, int days, char **pem);
+/* c2d_pki_sign_csr for pairing, where the recorder asks under its serial
+ * and the certificate is for the device id the controller chose: the CSR's
+ * one CN must equal csr_cn (1..C2D_PKI_CN_MAX bytes, else -EINVAL) byte for
+ * byte (-EPERM); the certificate's subject is built from device_id, which
+ * is checked as above. c2d_pki_sign_csr(..., id, ...) is
+ * c2d_pki_sign_csr_as(..., id, id, ...). */
+int c2d_pki_sign_csr_as(c2d_pki *p, const c2d_pki_ca *ca, const void *csr, size_t len,
+                        const char *csr_cn, const char *device_id, int days, char **pem);
 
 /* ---- reading certificates ------------------------------------------------ */
 

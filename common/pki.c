@@ -835,6 +835,12 @@ static int device_id_ok(const char *id)
 int c2d_pki_sign_csr(c2d_pki *p, const c2d_pki_ca *ca, const void *csr, size_t len,
                      const char *device_id, int days, char **pem)
 {
+    return c2d_pki_sign_csr_as(p, ca, csr, len, device_id, device_id, days, pem);
+}
+
+int c2d_pki_sign_csr_as(c2d_pki *p, const c2d_pki_ca *ca, const void *csr, size_t len,
+                        const char *csr_cn, const char *device_id, int days, char **pem)
+{
     p->err[0] = '\0';
     int rc;
     if (!device_id || !device_id_ok(device_id)) {
@@ -847,6 +853,8 @@ int c2d_pki_sign_csr(c2d_pki *p, const c2d_pki_ca *ca, const void *csr, size_t l
                               : "(null)",
                     C2D_DEVICE_ID_MAX);
     }
+    if (!csr_cn || !csr_cn[0] || strnlen(csr_cn, C2D_PKI_CN_MAX + 1) > C2D_PKI_CN_MAX)
+        return fail(p, -EINVAL, "expected CSR CN is empty or longer than %d", C2D_PKI_CN_MAX);
     if ((rc = check_days(p, days, C2D_PKI_DEVICE_DAYS_MAX)) != 0)
         return rc;
     if (len > C2D_PKI_CSR_MAX)
@@ -874,7 +882,7 @@ int c2d_pki_sign_csr(c2d_pki *p, const c2d_pki_ca *ca, const void *csr, size_t l
         rc = fail(p, -EPERM, "CSR: not signed with ECDSA and SHA-256 or stronger");
         goto out;
     }
-    if ((rc = csr_verify_self(p, &req)) != 0 || (rc = csr_check_cn(p, &req, device_id)) != 0)
+    if ((rc = csr_verify_self(p, &req)) != 0 || (rc = csr_check_cn(p, &req, csr_cn)) != 0)
         goto out;
     rc = make_client(p, ca, &req.pk, device_id, days, pem);
 out:

@@ -1009,6 +1009,7 @@ int ctl_api_new(ctl_dir *dir, ctl_rng *rng, const ctl_api_params *p, ctl_api **o
     a->cutoff_ud = p ? p->retention_ud : NULL;
     a->device_changed = p ? p->device_changed : NULL;
     a->device_changed_ud = p ? p->device_changed_ud : NULL;
+    a->devstate = p ? p->devstate : NULL;
     int rc = 0;
     if (p && p->data_dir && !(a->data_dir = strdup(p->data_dir))) {
         rc = -ENOMEM;
@@ -1063,6 +1064,8 @@ int ctl_api_routes(ctl_api *a, ctl_http *h)
         {api_dashcam_routes, api_dashcam_nroutes},
         {api_recordings_routes, api_recordings_nroutes},
         {api_subscriptions_routes, api_subscriptions_nroutes},
+        {api_state_routes, api_state_nroutes},
+        {api_pairing_routes, api_pairing_nroutes},
     };
     size_t total = 0;
     for (size_t m = 0; m < sizeof(mods) / sizeof(mods[0]); m++)
@@ -1099,6 +1102,8 @@ void ctl_api_each_route(void (*fn)(void *ud, const char *method, const char *pat
         {api_dashcam_routes, api_dashcam_nroutes},
         {api_recordings_routes, api_recordings_nroutes},
         {api_subscriptions_routes, api_subscriptions_nroutes},
+        {api_state_routes, api_state_nroutes},
+        {api_pairing_routes, api_pairing_nroutes},
     };
     for (size_t m = 0; m < sizeof(mods) / sizeof(mods[0]); m++)
         for (size_t i = 0; i < mods[m].n; i++)

@@ -72,6 +72,9 @@ typedef struct {
      * topic. NULL: nobody to tell. */
     void (*device_changed)(void *ud, const char *device);
     void *device_changed_ud;
+    /* Live device state and alarms (controller/devstate.h), borrowed;
+     * NULL: the state endpoints answer 503. */
+    struct ctl_devstate *devstate;
 } ctl_api_params;
 
 /* Makes the API over dir and rng (borrowed: they must outlive it). p NULL:

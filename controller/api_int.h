@@ -67,6 +67,8 @@ struct ctl_api {
     void *device_changed_ud;
     ctl_rec_cutoff_fn cutoff;
     void *cutoff_ud;
+    /* Live device state and alarms (api_state.c); NULL: 503. */
+    struct ctl_devstate *devstate;
 };
 
 /* A role as resolved for a user. */
@@ -208,6 +210,10 @@ extern const api_route api_subscriptions_routes[];
 extern const size_t api_subscriptions_nroutes;
 extern const api_route api_recordings_routes[];
 extern const size_t api_recordings_nroutes;
+extern const api_route api_state_routes[];
+extern const size_t api_state_nroutes;
+extern const api_route api_pairing_routes[];
+extern const size_t api_pairing_nroutes;
 
 /* --- Helpers --- */
 

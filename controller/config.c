@@ -1,6 +1,8 @@
 #include "controller/config.h"
 #include "controller/mailer.h"
 
+#include "common/c2d_pki.h"
+
 #include <errno.h>
 #include <limits.h>
 #include <stdio.h>
@@ -30,8 +32,12 @@ static const c2d_cfg_field fields[] = {
       INT64_C(1073741824), NULL),
     F("open_mode", C2D_CFG_BOOL, open_mode, 0, 0, 0, 0, NULL),
     F("sweep_interval_s", C2D_CFG_INT, sweep_interval_s, 0, 1, 86400, 60, NULL),
+    /* Device state (controller/devstate.h): 3 heartbeats of an agent's default. */
+    F("offline_after_s", C2D_CFG_INT, offline_after_s, 0, 1, 86400, 90, NULL),
+    F("alarm_retention_s", C2D_CFG_INT, alarm_retention_s, 0, 0, INT64_C(315360000), 0, NULL),
     F("http", C2D_CFG_SKIP, http, 0, 0, 0, 0, NULL),
     F("mail", C2D_CFG_SKIP, mail, 0, 0, 0, 0, NULL),
+    F("pki", C2D_CFG_SKIP, pki, 0, 0, 0, 0, NULL),
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -72,6 +78,45 @@ static const c2d_cfg_field mail_fields[] = {
       NULL),
 };
 #define N_MAIL_FIELDS (sizeof(mail_fields) / sizeof(mail_fields[0]))
+
+/* Device certificates: c2d_pki's bounds (docs/pki.md). */
+#define K(key, type, field, req, min, max, di, ds)                                                 \
+    {                                                                                              \
+        key, type, offsetof(ctl_pki_cfg, field), req, min, max, di, ds                             \
+    }
+static const c2d_cfg_field pki_fields[] = {
+    K("issuing_cert", C2D_CFG_STRING, issuing_cert, 1, 0, 0, 0, NULL),
+    K("issuing_key", C2D_CFG_STRING, issuing_key, 1, 0, 0, 0, NULL),
+    K("chain", C2D_CFG_STRING, chain, 1, 0, 0, 0, NULL),
+    K("device_days", C2D_CFG_INT, device_days, 0, 1, C2D_PKI_DEVICE_DAYS_MAX,
+      C2D_PKI_DEVICE_DAYS_DEFAULT, NULL),
+    K("device_host", C2D_CFG_STRING, device_host, 1, 0, 0, 0, NULL),
+    K("device_port", C2D_CFG_INT, device_port, 0, 1, 65535, 8883, NULL),
+};
+#define N_PKI_FIELDS (sizeof(pki_fields) / sizeof(pki_fields[0]))
+
+/* The "pki" object (absent: no pairing), paths from the config's dir. */
+static int load_pki(const cJSON *root, const char *path, const char *base, ctl_config *c, char *err,
+                    size_t errlen)
+{
+    const cJSON *pki = cJSON_GetObjectItemCaseSensitive(root, "pki");
+    if (!pki)
+        return 0;
+    char where[C2D_ERRMSG_MAX];
+    snprintf(where, sizeof(where), "%s: pki", path);
+    if (c2d_cfg_apply(pki, where, pki_fields, N_PKI_FIELDS, &c->pki, err, errlen) != 0)
+        return -1;
+    if (c->pki.device_host[0] == '\0') {
+        snprintf(err, errlen, "%s: key \"device_host\" must not be empty", where);
+        return -1;
+    }
+    if (c2d_cfg_resolve_path(&c->pki.issuing_cert, base, where, "issuing_cert", err, errlen) != 0 ||
+        c2d_cfg_resolve_path(&c->pki.issuing_key, base, where, "issuing_key", err, errlen) != 0 ||
+        c2d_cfg_resolve_path(&c->pki.chain, base, where, "chain", err, errlen) != 0)
+        return -1;
+    c->pki.enabled = 1;
+    return 0;
+}
 
 /* The "mail" object (absent: every default), after data_dir is resolved. */
 static int load_mail(const cJSON *root, const char *path, const char *base, ctl_config *c,
@@ -154,7 +199,8 @@ int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
         }
         c.http.enabled = 1;
     }
-    if (load_mail(root, path, base, &c, err, errlen) != 0)
+    if (load_mail(root, path, base, &c, err, errlen) != 0 ||
+        load_pki(root, path, base, &c, err, errlen) != 0)
         goto fail;
     cJSON_Delete(root);
     *out = c;
@@ -163,6 +209,7 @@ fail:
     c2d_cfg_free_strings(fields, N_FIELDS, &c);
     c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &c.http);
     c2d_cfg_free_strings(mail_fields, N_MAIL_FIELDS, &c.mail);
+    c2d_cfg_free_strings(pki_fields, N_PKI_FIELDS, &c.pki);
     c2d_broker_cfg_free(&c.broker);
     cJSON_Delete(root);
     return -1;
@@ -175,5 +222,6 @@ void ctl_config_free(ctl_config *cfg)
     c2d_cfg_free_strings(fields, N_FIELDS, cfg);
     c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &cfg->http);
     c2d_cfg_free_strings(mail_fields, N_MAIL_FIELDS, &cfg->mail);
+    c2d_cfg_free_strings(pki_fields, N_PKI_FIELDS, &cfg->pki);
     c2d_broker_cfg_free(&cfg->broker);
 }

@@ -37,6 +37,19 @@ typedef struct {
     int64_t sendmail_timeout_s; /* the command is killed after this long */
 } ctl_mail_cfg;
 
+/* The optional "pki" object: pairing (docs/pairing.md). Present: the
+ * daemon answers c2d/v1/pair/+/req, signing devices' CSRs with the issuing
+ * CA and telling them the device listener's address. */
+typedef struct {
+    int enabled;         /* the object is present */
+    char *issuing_cert;  /* c2d-ca's issuing.crt */
+    char *issuing_key;   /* issuing.key */
+    char *chain;         /* chain.crt: handed to devices */
+    int64_t device_days; /* device certificate lifetime */
+    char *device_host;   /* the device listener as devices reach it */
+    int64_t device_port;
+} ctl_pki_cfg;
+
 typedef struct {
     char *data_dir;            /* store/, partial/ and ledger.lmdb/ live here */
     c2d_broker_cfg broker;     /* host, port, TLS files, keepalive, client id */
@@ -45,8 +58,11 @@ typedef struct {
     int64_t ledger_map_bytes;  /* LMDB map size: the ledger's upper bound */
     int open_mode;             /* store segments of cameras no virtual disk covers (lab) */
     int64_t sweep_interval_s;  /* retention sweep and trash emptying period */
+    int64_t offline_after_s;   /* a device silent this long is offline (devstate.h) */
+    int64_t alarm_retention_s; /* spool_age alarm without the recorder's own retention; 0: none */
     ctl_http_cfg http;         /* http.enabled 0: no API listener */
     ctl_mail_cfg mail;         /* always filled (defaults when "mail" is absent) */
+    ctl_pki_cfg pki;           /* pki.enabled 0: no pairing */
 } ctl_config;
 
 /* Loads path into *out (which is written only on success). Returns 0, or -1

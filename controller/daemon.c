@@ -8,6 +8,8 @@
 #include "common/c2d_time.h"
 #include "controller/config.h"
 #include "controller/devmsg.h"
+#include "controller/devstate.h"
+#include "controller/pairing.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -21,6 +23,12 @@
 
 #define SEG_SUBSCRIPTION "c2d/v1/d/+/seg"
 #define EVT_SUBSCRIPTION "c2d/v1/d/+/evt"
+#define STATE_SUBSCRIPTION "c2d/v1/d/+/state"
+/* How often devices are checked for a stopped heartbeat. */
+#define STATE_TICK_US 1000000
+/* One level only: a client id with '/' never matches (docs/pki.md). */
+#define PAIR_SUBSCRIPTION "c2d/v1/pair/+/req"
+#define PAIR_TOPIC_PREFIX "c2d/v1/pair/"
 
 /* How long a stopping daemon keeps writing queued acks before it goes. */
 #define FLUSH_US 2000000
@@ -46,7 +54,7 @@ struct ctl_daemon {
     int backoff_ms;
     int ever_connected;
     ctl_dir *dir; /* NULL: evt ignored */
-    char *subs[2];
+    char *subs[4];
     int nsubs;
     /* evt messages parsed, not yet stored (flush_evt). */
     ctl_devmsg evt[CTL_DAEMON_EVT_BATCH];
@@ -60,8 +68,42 @@ struct ctl_daemon {
     const char *data_dir;
     ctl_cfgpub *cfgpub;
     int64_t sweep_us, next_sweep_us;
+    ctl_devstate *devstate; /* NULL: state topics are not subscribed */
+    int64_t next_state_tick_us;
     int commits_since_janitor;
+    ctl_pairing *pairing; /* NULL: pairing requests are not served */
 };
+
+void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p)
+{
+    if (!d->pairing && p)
+        d->subs[d->nsubs++] = PAIR_SUBSCRIPTION;
+    d->pairing = p;
+}
+
+static const char *printable(const char *s, char *buf, size_t len);
+
+static void handle_pair(ctl_daemon *d, const struct mosquitto_message *msg)
+{
+    char resp_topic[128], device[C2D_PKI_CN_MAX + 1] = "", buf[160];
+    char *resp = NULL;
+    if (!d->pairing || msg->payloadlen < 0)
+        return;
+    ctl_pair_result r = ctl_pairing_handle(d->pairing, msg->topic, msg->payload,
+                                           (size_t)msg->payloadlen, resp_topic, &resp, device);
+    const char *topic = printable(msg->topic, buf, sizeof(buf));
+    if (r == CTL_PAIR_OK)
+        c2d_info("pairing on %s: paired as device %s", topic, device);
+    else
+        c2d_warn("pairing on %s: %s", topic, ctl_pair_result_name(r));
+    if (!resp)
+        return;
+    int rc =
+        mosquitto_publish_v5(d->mosq, NULL, resp_topic, (int)strlen(resp), resp, 1, false, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        c2d_warn("publish %s: %s", resp_topic, mosquitto_strerror(rc));
+    free(resp);
+}
 
 void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_dir,
                           ctl_cfgpub *cfgpub, int64_t sweep_interval_s)
@@ -71,6 +113,25 @@ void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_di
     d->cfgpub = cfgpub;
     d->sweep_us = sweep_interval_s * 1000000;
     d->next_sweep_us = c2d_mono_us() + d->sweep_us;
+}
+
+void ctl_daemon_set_devstate(ctl_daemon *d, ctl_devstate *s)
+{
+    if (!d->devstate && s)
+        d->subs[d->nsubs++] = STATE_SUBSCRIPTION;
+    d->devstate = s;
+}
+
+/* Marks devices whose heartbeat stopped offline, once a second. */
+static void state_tick(ctl_daemon *d)
+{
+    int64_t now = c2d_mono_us();
+    if (!d->devstate || now < d->next_state_tick_us)
+        return;
+    d->next_state_tick_us = now + STATE_TICK_US;
+    size_t n = ctl_devstate_tick(d->devstate, c2d_now_us());
+    if (n)
+        c2d_info("%zu device(s) offline: no state message in time", n);
 }
 
 static int commit_in_flight(void *ud, const ctl_seg_key *key)
@@ -113,6 +174,13 @@ static int publish_cfg(void *ud, const char *device, const char *json)
         return -EIO;
     }
     c2d_debug("device %s: config %s", device, json);
+    if (d->devstate) {
+        cJSON *j = cJSON_Parse(json);
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(j, "version");
+        if (cJSON_IsNumber(v) && v->valuedouble >= 0)
+            ctl_devstate_set_published(d->devstate, device, (uint64_t)v->valuedouble);
+        cJSON_Delete(j);
+    }
     return 0;
 }
 
@@ -249,17 +317,42 @@ static void handle_evt(ctl_daemon *d, const char *device, const struct mosquitto
         flush_evt(d);
 }
 
+/* A state message (or a last will): kept for the API; a refused one is
+ * counted by devstate and logged, rate limited with the evt lines. */
+static void handle_state(ctl_daemon *d, const char *device, const struct mosquitto_message *msg)
+{
+    if (!d->devstate)
+        return;
+    char why[CTL_DEVSTATE_WHY_MAX] = "";
+    int rc = ctl_devstate_update(d->devstate, device, msg->payload,
+                                 msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0, c2d_now_us(),
+                                 why, sizeof(why));
+    if (rc == -ENOSPC)
+        evt_log(d, C2D_LOG_WARN, "device %s: state dropped: too many devices", device);
+    else if (rc != 0)
+        evt_log(d, C2D_LOG_WARN, "device %s: state refused: %s", device,
+                rc == -ENOMEM ? "out of memory" : why);
+}
+
 static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_message *msg,
                        const mosquitto_property *props)
 {
     ctl_daemon *d = ud;
     char device[C2D_DEVICE_ID_MAX + 1];
     c2d_topic_kind kind;
+    if (strncmp(msg->topic, PAIR_TOPIC_PREFIX, strlen(PAIR_TOPIC_PREFIX)) == 0) {
+        handle_pair(d, msg);
+        return;
+    }
     c2d_status st = c2d_topic_parse(msg->topic, device, &kind);
     if (st != C2D_OK) {
         char buf[160];
         c2d_warn("dropped message on topic \"%s\": %s (%s); no ack possible",
                  printable(msg->topic, buf, sizeof(buf)), c2d_reason(st), c2d_strerror(st));
+        return;
+    }
+    if (kind == C2D_TOPIC_STATE) {
+        handle_state(d, device, msg);
         return;
     }
     if (kind == C2D_TOPIC_EVT) {
@@ -464,6 +557,7 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
         }
         int rc = loop_once(d, LOOP_TIMEOUT_MS);
         flush_evt(d);
+        state_tick(d);
         if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_ERRNO && errno == EINTR))
             continue;
         if (d->connected || rc != MOSQ_ERR_NO_CONN)

@@ -65,6 +65,17 @@ typedef struct ctl_cfgpub ctl_cfgpub;
 void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_dir,
                           ctl_cfgpub *cfgpub, int64_t sweep_interval_s);
 
+/* Pairing (docs/pairing.md): subscribes to c2d/v1/pair/+/req and answers
+ * with p (borrowed; outlives the daemon). Call before ctl_daemon_run. */
+typedef struct ctl_pairing ctl_pairing;
+void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p);
+
+/* Live device state: subscribes c2d/v1/d/+/state, feeds every message
+ * (and last will) to s and runs its offline timer once a second. Before
+ * ctl_daemon_run; borrowed. */
+typedef struct ctl_devstate ctl_devstate;
+void ctl_daemon_set_devstate(ctl_daemon *d, ctl_devstate *s);
+
 /* NULL is a no-op. */
 void ctl_daemon_free(ctl_daemon *d);
 

@@ -12,6 +12,7 @@
 #include "common/c2d_log.h"
 #include "controller/api.h"
 #include "controller/cfgpub.h"
+#include "controller/devstate.h"
 #include "controller/committer.h"
 #include "controller/config.h"
 #include "controller/daemon.h"
@@ -24,6 +25,7 @@
 #include "controller/mailer.h"
 #include "controller/password.h"
 #include "controller/report.h"
+#include "controller/pairing.h"
 #include "controller/rng.h"
 #include "controller/store.h"
 #include "controller/token.h"
@@ -110,6 +112,8 @@ static int run(const ctl_config *cfg)
     ctl_api *api = NULL;
     ctl_mailer *mailer = NULL;
     ctl_cfgpub *cfgpub = NULL;
+    ctl_devstate *devstate = NULL;
+    ctl_pairing *pairing = NULL;
     char base[300];
     ctl_http *http = NULL;
     int status = 1;
@@ -128,6 +132,10 @@ static int run(const ctl_config *cfg)
     ctl_ledger_set_open_mode(ledger, cfg->open_mode);
     if ((rc = ctl_cfgpub_new(ledger, &cfgpub)) != 0) {
         c2d_err("device configs: %s", strerror(-rc));
+        goto out;
+    }
+    if ((rc = ctl_devstate_new(cfg->offline_after_s, cfg->alarm_retention_s, &devstate)) != 0) {
+        c2d_err("device state: %s", strerror(-rc));
         goto out;
     }
     if (cfg->open_mode)
@@ -168,7 +176,8 @@ static int run(const ctl_config *cfg)
                              .ledger = ledger,
                              .data_dir = cfg->data_dir,
                              .device_changed = device_changed,
-                             .device_changed_ud = cfgpub};
+                             .device_changed_ud = cfgpub,
+                             .devstate = devstate};
         ctl_http_config hc = {.address = cfg->http.listen,
                               .port = (uint16_t)cfg->http.port,
                               .body_max = (size_t)cfg->http.body_max,
@@ -197,6 +206,22 @@ static int run(const ctl_config *cfg)
         goto out;
     }
     ctl_daemon_set_disks(d, ledger, cfg->data_dir, cfgpub, cfg->sweep_interval_s);
+    ctl_daemon_set_devstate(d, devstate);
+    if (cfg->pki.enabled) {
+        ctl_pairing_cfg pc = {.issuing_cert = cfg->pki.issuing_cert,
+                              .issuing_key = cfg->pki.issuing_key,
+                              .chain = cfg->pki.chain,
+                              .device_days = (int)cfg->pki.device_days,
+                              .broker_host = cfg->pki.device_host,
+                              .broker_port = cfg->pki.device_port};
+        if (ctl_pairing_new(&pc, dir, NULL, &pairing, err, sizeof(err)) != 0) {
+            c2d_err("pairing: %s", err);
+            goto out;
+        }
+        ctl_daemon_set_pairing(d, pairing);
+        c2d_info("pairing: answering c2d/v1/pair/+/req, devices go to %s:%" PRId64,
+                 cfg->pki.device_host, cfg->pki.device_port);
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal; /* no SA_RESTART: wake the network loop */
@@ -218,7 +243,9 @@ out:
     ctl_mailer_free(mailer);
     ctl_rng_free(rng);
     ctl_daemon_free(d); /* answers the last commits: before the committer goes */
+    ctl_pairing_free(pairing);
     ctl_cfgpub_free(cfgpub);
+    ctl_devstate_free(devstate); /* after the daemon and the API that use it */
     ctl_committer_free(committer);
     ctl_ingest_free(ing);
     ctl_dir_free(dir);

@@ -114,7 +114,7 @@ NO_RECORDINGS = ("/segments/", "/export.mp4", "/playlist.m3u8")
 def body_for(method, pattern, mine):
     if method not in ("PUT", "POST"):
         return None
-    if pattern.endswith("/password-link"):
+    if pattern.endswith("/password-link") or pattern.endswith("/pairing-code"):
         return None
     if pattern.endswith("/driver"):
         return {"driver_id": mine["drivers"]["id"]}

@@ -518,6 +518,34 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
+/* Pairing: the recorder asks under its serial, the certificate is for the
+ * device id the controller chose (c2d_pki_sign_csr_as). */
+static void test_sign_as(void)
+{
+    char *csr = make_csr("SN-0042");
+    char *crt = NULL;
+    CHECK(c2d_pki_sign_csr_as(p, issuing, csr, strlen(csr), "SN-0042", "rec-7", 30, &crt) == 0);
+    c2d_pki_certinfo info;
+    CHECK(crt && c2d_pki_cert_info(p, crt, strlen(crt), &info) == 0 &&
+          strcmp(info.cn, "rec-7") == 0);
+    uint32_t flags;
+    CHECK(crt && verify_chain(crt, &flags) == 0 && flags == 0);
+    free(crt);
+    crt = NULL;
+    /* the CSR's CN must be the expected one, byte for byte */
+    CHECK(c2d_pki_sign_csr_as(p, issuing, csr, strlen(csr), "SN-004", "rec-7", 30, &crt) == -EPERM);
+    CHECK(c2d_pki_sign_csr_as(p, issuing, csr, strlen(csr), "sn-0042", "rec-7", 30, &crt) ==
+          -EPERM);
+    /* the issued id is still checked: never a reserved or unsafe one */
+    CHECK(c2d_pki_sign_csr_as(p, issuing, csr, strlen(csr), "SN-0042", "c2d-controller", 30,
+                              &crt) == -EINVAL);
+    CHECK(c2d_pki_sign_csr_as(p, issuing, csr, strlen(csr), "SN-0042", "a/b", 30, &crt) == -EINVAL);
+    CHECK(c2d_pki_sign_csr_as(p, issuing, csr, strlen(csr), "", "rec-7", 30, &crt) == -EINVAL);
+    CHECK(c2d_pki_sign_csr_as(p, issuing, csr, strlen(csr), NULL, "rec-7", 30, &crt) == -EINVAL);
+    CHECK(crt == NULL);
+    free(csr);
+}
+
 int main(void)
 {
     snprintf(tmpdir, sizeof(tmpdir), "/tmp/c2d-test-pki-XXXXXX");
@@ -535,6 +563,7 @@ int main(void)
 
     test_round_trip();
     test_cn_mismatch();
+    test_sign_as();
     test_unsafe_ids();
     test_tampered();
     test_lifetime();

@@ -1,0 +1,56 @@
+/* Pairing the recorder with a one-time code (docs/pairing.md).
+ *
+ * agent_pair makes the recorder's key pair (it never leaves the recorder),
+ * sends a CSR whose CN is the serial with the code on
+ * c2d/v1/pair/{serial}/req of the pairing listener (client id = serial),
+ * waits for c2d/v1/pair/{serial}/resp and stores the identity: key,
+ * certificate, chain, device id and broker address.
+ *
+ * The identity is one directory, state_dir/identity, a symlink to
+ * state_dir/identity.<random>: a new pairing writes and fsyncs a new
+ * directory, then renames a new symlink over the old one (atomic) and
+ * fsyncs state_dir. A power cut at any point leaves the old identity or
+ * the new one, never a mix. Files are 0600. */
+#ifndef AGENT_PAIR_H
+#define AGENT_PAIR_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* The identity directory (a symlink) under state_dir, and its files. */
+#define AGENT_IDENTITY_DIR "identity"
+#define AGENT_IDENTITY_KEY "device.key"
+#define AGENT_IDENTITY_CERT "device.crt"
+#define AGENT_IDENTITY_CHAIN "chain.crt"
+#define AGENT_IDENTITY_JSON "identity.json"
+
+/* How long agent_pair waits for the controller's answer. */
+#define AGENT_PAIR_TIMEOUT_S 30
+
+typedef struct {
+    const char *state_dir;
+    const char *serial; /* the client id and the CSR's CN */
+    const char *code;   /* as typed: case and dashes do not matter */
+    const char *host;   /* the pairing listener */
+    int64_t port;
+    const char *ca_file; /* verifies the broker (ca.crt) */
+    int timeout_s;       /* 0: AGENT_PAIR_TIMEOUT_S */
+} agent_pair_params;
+
+typedef struct {
+    char device_id[65];
+    char host[256];
+    int64_t port;
+} agent_identity;
+
+/* Pairs (mosquitto_lib_init must have been called). 0 with out set and the
+ * identity stored; -EACCES with err naming the controller's refusal
+ * (wrong_code, expired, used, locked, unknown_serial, bad_csr);
+ * -ETIMEDOUT; -EPROTO (an answer that does not parse); -EIO and other
+ * -errno (network, files). err is always set on failure. */
+int agent_pair(const agent_pair_params *p, agent_identity *out, char *err, size_t errlen);
+
+/* Reads state_dir's identity: 0, -ENOENT (never paired), -EBADMSG. */
+int agent_identity_load(const char *state_dir, agent_identity *out);
+
+#endif

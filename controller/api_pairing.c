@@ -1,0 +1,96 @@
+/* Pairing codes (docs/pairing.md): an installer asks for a one-time code
+ * for a recorder; the recorder's agent pairs with it over MQTT
+ * (controller/pairing.c). */
+#include "controller/api_int.h"
+#include "controller/pairing.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+/* A device id the controller chooses: "rec-" and 64 random bits in hex,
+ * so that it cannot be guessed from the serial (docs/pki.md: client ids
+ * are one namespace on the broker). */
+static int new_device_id(api_ctx *x, char *out, size_t len)
+{
+    unsigned char b[8];
+    if (ctl_rng_bytes(x->api->rng, b, sizeof(b)) != 0)
+        return -EIO;
+    size_t n = (size_t)snprintf(out, len, "rec-");
+    for (size_t i = 0; i < sizeof(b) && n + 2 < len; i++)
+        n += (size_t)snprintf(out + n, len - n, "%02x", b[i]);
+    return 0;
+}
+
+static int pairing_code(api_ctx *x)
+{
+    uint64_t id;
+    ctl_dir_obj o;
+    cJSON *j = NULL;
+    int rc = api_path_id(x, "id", &id);
+    if (rc != 0)
+        return rc;
+    if ((rc = api_get_json(x, CTL_KIND_RECORDER, id, &o, &j)) != 0)
+        return rc;
+    if (!api_recorder_kind.visible(j)) {
+        rc = -ENOENT;
+        goto out;
+    }
+    if (!api_jstr(j, "device_id")) {
+        /* The certificate is issued for the device id: choose it now, so
+         * the installer sees it with the code. */
+        char dev[32];
+        if ((rc = new_device_id(x, dev, sizeof(dev))) != 0 ||
+            (rc = api_recorder_set_device(x, &o, j, dev)) != 0)
+            goto out;
+        cJSON_Delete(j);
+        ctl_dir_obj_clear(&o);
+        if ((rc = api_get_json(x, CTL_KIND_RECORDER, id, &o, &j)) != 0)
+            return rc;
+    }
+    const char *serial = api_jstr(j, "serial");
+    ctl_pair_state st;
+    char code[CTL_PAIR_CODE_SHOWN + 1], expires[API_TIME_MAX + 1];
+    if (!serial || ctl_pair_state_get(j, &st) != 0) {
+        rc = -EIO;
+        goto out;
+    }
+    if ((rc = ctl_pair_issue(&st, serial, x->api->rng, ctl_dir_txn_now(x->t), code)) != 0 ||
+        (rc = ctl_pair_state_put(j, &st)) != 0 ||
+        (rc = api_put_json(x->t, NULL, &o, j, NULL, 0)) != 0)
+        goto out;
+    api_iso_time(st.expires_us, expires, sizeof(expires));
+    /* The audit entry says a code was issued and until when, never the code. */
+    cJSON *detail = cJSON_CreateObject();
+    if (!detail || !cJSON_AddStringToObject(detail, "serial", serial) ||
+        !cJSON_AddStringToObject(detail, "expires_at", expires)) {
+        cJSON_Delete(detail);
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = ctl_dir_audit_note(x->t, x->c.actor, x->c.tenant, CTL_KIND_RECORDER, id, "pairing_code",
+                            detail);
+    cJSON_Delete(detail);
+    if (rc != 0)
+        goto out;
+    cJSON *a = cJSON_CreateObject();
+    if (!a || !cJSON_AddStringToObject(a, "code", code) ||
+        !cJSON_AddStringToObject(a, "serial", serial) ||
+        !cJSON_AddStringToObject(a, "device_id", api_jstr(j, "device_id")) ||
+        !cJSON_AddStringToObject(a, "expires_at", expires)) {
+        cJSON_Delete(a);
+        rc = -ENOMEM;
+        goto out;
+    }
+    rc = api_answer(x, 201, a);
+out:
+    cJSON_Delete(j);
+    ctl_dir_obj_clear(&o);
+    return rc;
+}
+
+const api_route api_pairing_routes[] = {
+    {"POST", "/api/v1/recorders/{id}/pairing-code", CTL_PERM_DEVICE_ADD, NULL, 0, pairing_code,
+     NULL},
+};
+const size_t api_pairing_nroutes = sizeof(api_pairing_routes) / sizeof(api_pairing_routes[0]);

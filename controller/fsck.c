@@ -415,7 +415,8 @@ static int walk_db(ctx *c, MDB_dbi dbi, int (*fn)(ctx *, const MDB_val *, const 
 
 /* ---- 3. sums ------------------------------------------------------------- */
 
-/* Usage records (usage or disk_cams) against the tallies. */
+/* The cameras' usage records (disk_cams: in the disks database, keys
+ * longer than a disk's) against the tallies. */
 static int check_usage_db(ctx *c, MDB_dbi dbi, tallies *t, ctl_fsck_kind kind)
 {
     ctl_fsck *f = c->f;
@@ -435,6 +436,10 @@ static int check_usage_db(ctx *c, MDB_dbi dbi, tallies *t, ctl_fsck_kind kind)
         }
         if (!have && seen == t->n)
             break;
+        if (have && k.mv_size == 8) { /* a disk's own record (check_disk) */
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
         int cmp = !have          ? 1
                   : seen == t->n ? -1
                                  : key_cmp(k.mv_data, k.mv_size, t->v[seen].key, t->v[seen].klen);
@@ -482,8 +487,10 @@ static int check_disk(ctx *c, const MDB_val *k, const MDB_val *v)
 {
     ctl_fsck *f = c->f;
     ctl_disk_rec d;
+    if (k->mv_size != 8)
+        return 0; /* a camera's usage: check_usage_db */
     f->st.disks++;
-    if (k->mv_size != 8 || ctl_quota_fsck_disk_decode(v, &d) != 0)
+    if (ctl_quota_fsck_disk_decode(v, &d) != 0)
         return add(f, CTL_FSCK_DISK_SUMS, A_NONE, NULL, NULL,
                    "none: the disk record does not decode (set the disk again)",
                    "disk record of %zu-byte key does not decode", k->mv_size);
@@ -787,6 +794,38 @@ static int put_dcam(ctl_fsck *f, MDB_txn *txn, const tally *x)
     return ctl_quota_fsck_dcam_put(f->l, txn, &mk, &d);
 }
 
+/* Deletes every camera usage record (keys other than a disk's 8 bytes)
+ * of the disks database; the disks stay. */
+static int drop_dcams(MDB_txn *txn, MDB_dbi dbi)
+{
+    MDB_cursor *cur;
+    int rc = c2d_mdb_errno(mdb_cursor_open(txn, dbi, &cur));
+    if (rc != 0)
+        return rc;
+    uint8_t last[512]; /* LMDB's longest key is 511 bytes */
+    MDB_val k, v;
+    int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && mrc == MDB_SUCCESS) {
+        if (k.mv_size == 8) {
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+            continue;
+        }
+        /* Delete by key, then look again from it: no reliance on where a
+         * deletion leaves the cursor. */
+        size_t n = k.mv_size < sizeof(last) ? k.mv_size : sizeof(last);
+        memcpy(last, k.mv_data, n);
+        k.mv_size = n;
+        k.mv_data = last;
+        rc = c2d_mdb_errno(mdb_del(txn, dbi, &k, NULL));
+        if (rc == 0)
+            mrc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
+    }
+    if (rc == 0 && mrc != MDB_SUCCESS && mrc != MDB_NOTFOUND)
+        rc = c2d_mdb_errno(mrc);
+    mdb_cursor_close(cur);
+    return rc;
+}
+
 /* Every disk's used, segments and protected bytes from the tallies. */
 static int fix_disks(ctl_fsck *f, MDB_txn *txn)
 {
@@ -843,7 +882,7 @@ static int repair_ledger(ctl_fsck *f)
          * per-camera usage database is emptied: it is derived now). */
         rc = c2d_mdb_errno(mdb_drop(txn, l->usage, 0));
         if (rc == 0)
-            rc = c2d_mdb_errno(mdb_drop(txn, l->disk_cams, 0));
+            rc = drop_dcams(txn, l->disk_cams);
         for (size_t i = 0; rc == 0 && i < f->dcams.n; i++)
             if (f->dcams.v[i].segs[1])
                 rc = put_dcam(f, txn, &f->dcams.v[i]);

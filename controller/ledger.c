@@ -294,9 +294,11 @@ static int usage_collect(ctl_ledger *l, MDB_txn *txn, usage_map *m)
     MDB_val k, v;
     int mrc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     for (; mrc == MDB_SUCCESS; mrc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+        if (k.mv_size == 8)
+            continue; /* a disk's own record (quota.h) */
         MDB_val ck = {k.mv_size - 8, (uint8_t *)k.mv_data + 8};
         cam_usage cu;
-        if (k.mv_size <= 8 || (rc = ctl_ledger_parse_key(&ck, 0, &cu.cam)) != 0 ||
+        if (k.mv_size < 8 || (rc = ctl_ledger_parse_key(&ck, 0, &cu.cam)) != 0 ||
             (rc = ctl_ledger_decode_usage(&v, &cu.u)) != 0)
             break;
         if (m->n == m->cap) {

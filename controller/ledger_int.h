@@ -31,7 +31,8 @@ struct ctl_ledger {
     int have_dbs; /* 0 for a read-only ledger whose databases do not exist yet */
     MDB_dbi segments, usage, partials;
     /* quota.c: virtual disks, the cameras they cover, the per-disk camera
-     * usage, protected ranges, and files to delete once their removal is
+     * usage (disk_cams: the same database as disks, keys longer than a
+     * disk's), protected ranges, and files to delete once their removal is
      * committed. */
     MDB_dbi disks, cameras, disk_cams, protect, trash;
     int open_mode; /* accept segments of cameras without a disk (lab) */

@@ -260,8 +260,10 @@ static int walk_add_cam(void *ud, const MDB_val *k, const MDB_val *v)
 {
     disk_walk *w = ud;
     ctl_quota_dcam d;
+    if (k->mv_size == 8)
+        return 0; /* the disk's own record */
     int rc = dcam_decode(v, &d);
-    if (rc != 0 || k->mv_size <= 8 || k->mv_size - 8 > KEY_MAX)
+    if (rc != 0 || k->mv_size < 8 || k->mv_size - 8 > KEY_MAX)
         return rc ? rc : -EIO;
     if (w->n == w->cap) {
         size_t cap = w->cap ? 2 * w->cap : 16;
@@ -741,6 +743,8 @@ static int span_cb(void *ud, const MDB_val *k, const MDB_val *v)
     span_walk *s = ud;
     ctl_quota_dcam d;
     int64_t newest;
+    if (k->mv_size == 8)
+        return 0; /* the disk's own record */
     int rc = dcam_decode(v, &d);
     if (rc == 0 && k->mv_size > 8)
         rc = cam_newest(s->l, s->txn, s->disk, (const uint8_t *)k->mv_data + 8, k->mv_size - 8,
@@ -902,6 +906,8 @@ static int cams_cb(void *ud, const MDB_val *k, const MDB_val *v)
 {
     cams_walk *w = ud;
     ctl_disk_camera c;
+    if (k->mv_size == 8)
+        return 0; /* the disk's own record */
     memset(&c, 0, sizeof(c));
     MDB_val ck = {k->mv_size - 8, (uint8_t *)k->mv_data + 8};
     ctl_seg_key key;
@@ -1116,6 +1122,8 @@ static int sweep_disk_cb(void *ud, const MDB_val *k, const MDB_val *v)
 {
     sweep_ctx *s = ud;
     ctl_disk_rec d;
+    if (k->mv_size > 8)
+        return 0; /* a camera's usage on it */
     if (k->mv_size != 8 || disk_decode(v, &d) != 0)
         return -EIO;
     if (d.cfg.retention_us <= 0 || d.segments == 0)
@@ -1311,11 +1319,13 @@ int ctl_quota_empty_trash(ctl_ledger *l, size_t max, ctl_quota_unlink_fn fn, voi
 
 int ctl_quota_open_dbs(ctl_ledger *l, MDB_txn *txn, unsigned flags)
 {
-    static const char *const names[] = {"disks", "cameras", "disk_cams", "protect", "trash"};
-    MDB_dbi *dbis[] = {&l->disks, &l->cameras, &l->disk_cams, &l->protect, &l->trash};
+    static const char *const names[] = {"disks", "cameras", "protect", "trash"};
+    MDB_dbi *dbis[] = {&l->disks, &l->cameras, &l->protect, &l->trash};
     int rc = 0;
     for (size_t i = 0; rc == 0 && i < sizeof(names) / sizeof(names[0]); i++)
         rc = c2d_mdb_errno(mdb_dbi_open(txn, names[i], flags, dbis[i]));
+    /* The cameras' usage records sit next to their disk's record. */
+    l->disk_cams = l->disks;
     return rc;
 }
 

@@ -13,8 +13,11 @@
  *   disks      disk BE64 -> capacity, retention, policy, active, used,
  *              segments, protected bytes
  *   cameras    device\0 ch BE16 -> disk, cap, backup
- *   disk_cams  disk BE64 + device\0 ch BE16 -> bytes, segments, head (the
- *              start of the camera's oldest segment on the disk)
+ *   disks      disk BE64 + device\0 ch BE16 -> bytes, segments, head (the
+ *              start of the camera's oldest segment on the disk): the
+ *              camera's usage on the disk ("disk_cams"), in the same
+ *              database right after its disk's record, so that a commit
+ *              finds both in one page
  *   protect    device\0 ch BE16 + from BE64 + to BE64 + owner BE64 -> ""
  *   trash      sequence BE64 -> segment key, relative path (files whose
  *              records are gone: the janitor deletes them after the

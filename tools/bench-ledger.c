@@ -596,8 +596,8 @@ static int ledger_bytes(bench *b, uint64_t *out)
     if (rc != 0)
         return rc;
     *out = ((uint64_t)info.me_last_pgno + 1) * st.ms_psize;
-    static const char *const names[] = {"segments",  "partials", "disks", "cameras",
-                                        "disk_cams", "protect",  "trash"};
+    static const char *const names[] = {"segments", "partials", "disks",
+                                        "cameras",  "protect",  "trash"};
     MDB_txn *txn;
     if ((rc = c2d_mdb_errno(mdb_txn_begin(env, NULL, MDB_RDONLY, &txn))) != 0)
         return rc;

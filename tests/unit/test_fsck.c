@@ -314,21 +314,21 @@ int main(void)
     be64(v, 5);
     be64(v + 8, 1);
     be64(v + 16, 0);
-    put_raw("disk_cams", k, kn, v, 24);
+    put_raw("disks", k, kn, v, 24);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
     CHECK(usage_bytes("rec-z", 0) == 247);
     /* A usage record of a camera without segments. */
     kn = 8 + cam_key(k + 8, "rec-q", 3);
-    put_raw("disk_cams", k, kn, v, 24);
+    put_raw("disks", k, kn, v, 24);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
     /* One that does not decode (the old 16-byte layout). */
-    put_raw("disk_cams", k, kn, v, 16);
+    put_raw("disks", k, kn, v, 16);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
 
     /* disk_cams written wrong. */
     be64(k, 1);
     kn = 8 + cam_key(k + 8, "rec-a", 1);
-    put_raw("disk_cams", k, kn, v, 24);
+    put_raw("disks", k, kn, v, 24);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
 
     /* A wrong head (where eviction starts looking): right sums, wrong
@@ -340,7 +340,7 @@ int main(void)
     be64(v, 300);
     be64(v + 8, 2);
     be64(v + 16, 50 * S);
-    put_raw("disk_cams", k, kn, v, 24);
+    put_raw("disks", k, kn, v, 24);
     expect(CTL_FSCK_DISK_CAMS, 1, 0);
     t = wtxn();
     int64_t oldest = 0, newest = 0;

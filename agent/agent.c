@@ -1,6 +1,7 @@
 #include "agent/agent.h"
 
 #include "agent/channel.h"
+#include "agent/renew.h"
 #include "agent/spool.h"
 #include "agent/upload_sched.h"
 #include "agent/uploader.h"
@@ -72,6 +73,8 @@ struct agent {
     char ack_topic[C2D_TOPIC_MAX];
     char cfg_topic[C2D_TOPIC_MAX];
     char state_topic[C2D_TOPIC_MAX];
+    char csr_topic[C2D_TOPIC_MAX + 8]; /* renewal (agent/renew.h) */
+    char cert_topic[C2D_TOPIC_MAX + 8];
     char status_path[PATH_MAX];
     char devcfg_path[PATH_MAX];
 
@@ -100,7 +103,8 @@ struct agent {
     int64_t rate_at_us;
     double rate_bps;
     int64_t parked_since_us;
-    const char *disk; /* "ok", "missing" or "failing": probed per state message */
+    const char *disk;   /* "ok", "missing" or "failing": probed per state message */
+    agent_renew *renew; /* NULL: no renewal (not a paired configuration) */
 };
 
 static int fail(char *err, size_t errlen, const char *fmt, ...)
@@ -653,6 +657,9 @@ static void on_connect(struct mosquitto *m, void *obj, int rc, int flags,
     src = mosquitto_subscribe_v5(m, NULL, a->cfg_topic, 1, 0, NULL);
     if (src != MOSQ_ERR_SUCCESS)
         c2d_err("cannot subscribe to %s: %s", a->cfg_topic, mosquitto_strerror(src));
+    if (a->renew &&
+        (src = mosquitto_subscribe_v5(m, NULL, a->cert_topic, 1, 0, NULL)) != MOSQ_ERR_SUCCESS)
+        c2d_err("cannot subscribe to %s: %s", a->cert_topic, mosquitto_strerror(src));
     atomic_store(&a->connected, 1);
     atomic_store(&a->net_connected, 1);
     atomic_store(&a->state_due, 1);
@@ -684,6 +691,10 @@ static void on_message(struct mosquitto *m, void *obj, const struct mosquitto_me
         return;
     if (strcmp(msg->topic, a->cfg_topic) == 0) {
         on_devcfg(a, msg->payload, (size_t)msg->payloadlen);
+        return;
+    }
+    if (a->renew && strcmp(msg->topic, a->cert_topic) == 0) {
+        agent_renew_deliver(a->renew, msg->payload, (size_t)msg->payloadlen);
         return;
     }
     if (strcmp(msg->topic, a->ack_topic) != 0)
@@ -741,6 +752,8 @@ int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen)
         fail(err, errlen, "device id \"%s\" does not form a valid topic", cfg->device_id);
         goto fail;
     }
+    snprintf(a->csr_topic, sizeof(a->csr_topic), "c2d/v1/d/%s/csr", cfg->device_id);
+    snprintf(a->cert_topic, sizeof(a->cert_topic), "c2d/v1/d/%s/cert", cfg->device_id);
     if (c2d_path_join(a->status_path, sizeof(a->status_path), cfg->state_dir, STATUS_NAME) ||
         c2d_path_join(a->devcfg_path, sizeof(a->devcfg_path), cfg->state_dir, DEVCFG_NAME)) {
         fail(err, errlen, "state_dir \"%s\": path too long", cfg->state_dir);
@@ -766,6 +779,19 @@ int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen)
         goto fail;
     }
 
+    if (cfg->serial && !cfg->unpaired) {
+        /* A paired configuration: the identity is ours to renew. */
+        agent_renew_cfg rc_ = {.state_dir = cfg->state_dir,
+                               .device_id = cfg->device_id,
+                               .renew_before_s = cfg->renew_before_s};
+        if ((rc = agent_renew_new(&rc_, &a->renew)) != 0)
+            c2d_warn("certificate renewal off: the identity's certificate in %s: %s",
+                     cfg->state_dir, strerror(-rc));
+        else
+            c2d_info("certificate valid until %lld, renewal due at %lld",
+                     (long long)agent_renew_not_after(a->renew),
+                     (long long)agent_renew_due(a->renew));
+    }
     a->mosq = c2d_mqtt_new(&cfg->broker, cfg->device_id, 0, a, err, errlen);
     if (!a->mosq)
         goto fail;
@@ -886,6 +912,61 @@ static void watch_network(agent *a, int64_t now)
     }
 }
 
+/* Drops the broker connection and opens a new one at once, so that
+ * libmosquitto loads the identity's files again (it reads the certificate
+ * and key at every connect). Same thread as watch_network. */
+static void reconnect_now(agent *a, int64_t now)
+{
+    if (a->loop_started) {
+        mosquitto_disconnect_v5(a->mosq, MQTT_RC_NORMAL_DISCONNECTION, NULL);
+        mosquitto_loop_stop(a->mosq, false);
+        a->loop_started = 0;
+    }
+    atomic_store(&a->net_died, 0);
+    int rc = mosquitto_reconnect_async(a->mosq);
+    if (rc != MOSQ_ERR_SUCCESS)
+        c2d_warn("reconnecting with the new certificate: %s; retrying in the background",
+                 rc == MOSQ_ERR_ERRNO ? strerror(errno) : mosquitto_strerror(rc));
+    if ((rc = mosquitto_loop_start(a->mosq)) == MOSQ_ERR_SUCCESS) {
+        a->loop_started = 1;
+        a->net_restart_at_us = 0;
+    } else {
+        c2d_err("cannot restart the MQTT thread: %s", mosquitto_strerror(rc));
+        a->net_restart_at_us = now + RECONNECT_MAX_S * 1000000LL;
+    }
+}
+
+/* Certificate renewal: sends a due request, takes an answer. */
+static void renew_tick(agent *a, int64_t now)
+{
+    if (!a->renew)
+        return;
+    char *req = NULL, msg[512];
+    agent_renew_action act = agent_renew_step(a->renew, c2d_now_us() / 1000000,
+                                              atomic_load(&a->connected), &req, msg, sizeof(msg));
+    switch (act) {
+    case AGENT_RENEW_IDLE:
+        return;
+    case AGENT_RENEW_SEND: {
+        int rc = mosquitto_publish_v5(a->mosq, NULL, a->csr_topic, (int)strlen(req), req, 1, false,
+                                      NULL);
+        free(req);
+        if (rc != MOSQ_ERR_SUCCESS)
+            c2d_warn("publish on %s: %s", a->csr_topic, mosquitto_strerror(rc));
+        c2d_info("%s", msg);
+        return;
+    }
+    case AGENT_RENEW_RENEWED:
+        c2d_info("%s; reconnecting with it", msg);
+        reconnect_now(a, now);
+        return;
+    case AGENT_RENEW_REFUSED:
+    case AGENT_RENEW_FAILED:
+        c2d_warn("%s", msg);
+        return;
+    }
+}
+
 /* Every channel has read its source to the end. */
 static int all_finished(const agent *a, const snapshot *s)
 {
@@ -917,6 +998,7 @@ int agent_run(agent *a, int exit_when_done, volatile sig_atomic_t *stop)
         }
 
         watch_network(a, now);
+        renew_tick(a, now);
 
         if (exit_when_done && all_finished(a, s)) {
             if (s->spool.queued_segments == 0) {
@@ -988,6 +1070,7 @@ void agent_free(agent *a)
     c2d_debug("closing the spool");
     if (a->mosq)
         mosquitto_destroy(a->mosq);
+    agent_renew_free(a->renew);
     agent_spool_free(a->spool);
     if (a->status_path[0] && a->lock_fd >= 0)
         unlink(a->status_path);

@@ -42,6 +42,8 @@ static const c2d_cfg_field top_fields[] = {
     TF("serial", C2D_CFG_STRING, serial, 0, 0, 0, 0, NULL),
     TF("pairing_code", C2D_CFG_STRING, pairing_code, 0, 0, 0, 0, NULL),
     {"pairing", C2D_CFG_SKIP, 0, 0, 0, 0, 0, NULL},
+    /* 0: the last third of the certificate's lifetime (agent/renew.h). */
+    TF("renew_before_s", C2D_CFG_INT, renew_before_s, 0, 0, AGENT_JSON_INT_MAX, 0, NULL),
     TF("segment_seconds", C2D_CFG_INT, segment_seconds, 0, 1, AGENT_SEGMENT_SECONDS_MAX, 10, NULL),
     TF("chunk_bytes", C2D_CFG_INT, chunk_bytes, 0, CHUNK_BYTES_MIN, CHUNK_BYTES_MAX, 262144, NULL),
     TF("window_chunks", C2D_CFG_INT, window_chunks, 0, 1, WINDOW_CHUNKS_MAX, 8, NULL),

@@ -76,6 +76,9 @@ typedef struct {
     int64_t pairing_port;
     char *pairing_ca_file; /* verifies the broker (ca.crt) */
     int unpaired;          /* serial set and no identity yet: device_id and broker empty */
+    /* Certificate renewal (agent/renew.h): renew this many seconds before
+     * notAfter; 0: in the last third of the certificate's lifetime. */
+    int64_t renew_before_s;
 } agent_config;
 
 /* Loads and validates path into *out (written only on success). Returns 0,

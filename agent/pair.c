@@ -202,7 +202,8 @@ out:
 }
 
 /* Removes identity.* directories the link does not name (earlier
- * pairings, or one a power cut left unnamed). Best effort. */
+ * pairings, or one a crash left unnamed, with its temporary files). Best
+ * effort. */
 static void sweep_old(const char *state_dir)
 {
     char link[PATH_MAX], target[NAME_MAX + 1], dir[PATH_MAX], path[PATH_MAX];
@@ -221,11 +222,15 @@ static void sweep_old(const char *state_dir)
             strcmp(e->d_name, AGENT_IDENTITY_DIR ".tmp") == 0 ||
             c2d_path_join(dir, sizeof(dir), state_dir, e->d_name) != 0)
             continue;
-        const char *files[] = {AGENT_IDENTITY_KEY, AGENT_IDENTITY_CERT, AGENT_IDENTITY_CHAIN,
-                               AGENT_IDENTITY_JSON};
-        for (size_t i = 0; i < sizeof(files) / sizeof(files[0]); i++)
-            if (c2d_path_join(path, sizeof(path), dir, files[i]) == 0)
+        /* Every file: a killed store leaves its temporary ones too (and
+         * maybe a private key nobody will use). */
+        DIR *sd = opendir(dir);
+        for (struct dirent *f; sd && (f = readdir(sd));)
+            if (strcmp(f->d_name, ".") != 0 && strcmp(f->d_name, "..") != 0 &&
+                c2d_path_join(path, sizeof(path), dir, f->d_name) == 0)
                 unlink(path);
+        if (sd)
+            closedir(sd);
         rmdir(dir);
     }
     closedir(d);
@@ -293,9 +298,8 @@ int agent_pair(const agent_pair_params *p, agent_identity *out, char *err, size_
     snprintf(id.device_id, sizeof(id.device_id), "%s", dev);
     snprintf(id.host, sizeof(id.host), "%s", host);
     id.port = (int64_t)port->valuedouble;
-    if ((rc = store(pki, p->state_dir, key, cert, chain, &id, err, errlen)) != 0)
+    if ((rc = agent_identity_store(pki, p->state_dir, key, cert, chain, &id, err, errlen)) != 0)
         goto out;
-    sweep_old(p->state_dir);
     *out = id;
     rc = 0;
 out:
@@ -306,6 +310,16 @@ out:
     free(csr);
     c2d_pki_key_free(key);
     c2d_pki_free(pki);
+    return rc;
+}
+
+int agent_identity_store(c2d_pki *pki, const char *state_dir, const c2d_pki_key *key,
+                         const char *cert, const char *chain, const agent_identity *id, char *err,
+                         size_t errlen)
+{
+    int rc = store(pki, state_dir, key, cert, chain, id, err, errlen);
+    if (rc == 0)
+        sweep_old(state_dir);
     return rc;
 }
 

@@ -14,6 +14,8 @@
 #ifndef AGENT_PAIR_H
 #define AGENT_PAIR_H
 
+#include "common/c2d_pki.h"
+
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,5 +54,13 @@ int agent_pair(const agent_pair_params *p, agent_identity *out, char *err, size_
 
 /* Reads state_dir's identity: 0, -ENOENT (never paired), -EBADMSG. */
 int agent_identity_load(const char *state_dir, agent_identity *out);
+
+/* Stores a new identity (key, PEM certificate and chain, id) in state_dir
+ * as described above, then removes the directories of earlier ones (best
+ * effort). Pairing and renewal (agent/renew.h) both use it. 0, or -errno
+ * with err set; on failure the previous identity is still in force. */
+int agent_identity_store(c2d_pki *pki, const char *state_dir, const c2d_pki_key *key,
+                         const char *cert, const char *chain, const agent_identity *id, char *err,
+                         size_t errlen);
 
 #endif

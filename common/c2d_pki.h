@@ -24,8 +24,9 @@
 
 /* Lifetimes in days. The root outlives the issuing CA, which outlives every
  * certificate it signs (a leaf is also cut at its issuer's notAfter). A
- * device certificate is renewed by re-pairing; 825 days is the longest a
- * device may go without, and what CA/Browser rules allow a TLS leaf. */
+ * device renews its certificate before expiry over its own topics
+ * (docs/pairing.md, "Renewal"); 825 days is the longest one may live, and
+ * what CA/Browser rules allow a TLS leaf. */
 #define C2D_PKI_ROOT_DAYS 7300
 #define C2D_PKI_ISSUING_DAYS 3650
 #define C2D_PKI_SERVER_DAYS 825

@@ -1,6 +1,7 @@
 /* An installer's customers and their equipment: clients, sites, recorders
  * (and dashcams, recorders of kind "dashcam") and channels. */
 #include "controller/api_int.h"
+#include "controller/revoke.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -149,6 +150,11 @@ static int recorder_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_d
         return api_fail(x, 409, "serial_taken", "a recorder with this serial number exists");
     if (dev && (rc = ctl_dir_lookup(x->t, "device", dev, &kind, &id)) == 0 && id != o->id)
         return api_fail(x, 409, "device_taken", "another recorder has this device id");
+    /* A revoked id stays revoked: its old certificate must not come back. */
+    if (dev && (rc = ctl_revoke_is(x->t, dev)) != 0)
+        return rc < 0 ? rc
+                      : api_fail(x, 409, "device_revoked",
+                                 "this device id was revoked (unpaired or deleted recorder)");
     if (!before) {
         const char *type =
             x->route->kind->perm_add == CTL_PERM_DASHCAM_ADD ? "dashcam" : "recorder";
@@ -239,10 +245,9 @@ static int first_child(void *ud, const ctl_dir_obj *o)
 }
 
 /* A recorder goes with its channels and their bookmarks; its events and
- * positions go with it. */
+ * positions go with it; its device id is revoked (docs/pairing.md). */
 static int recorder_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
 {
-    (void)j;
     char key[32];
     int kind;
     uint64_t vd;
@@ -266,6 +271,9 @@ static int recorder_deleting(api_ctx *x, const ctl_dir_obj *o, const cJSON *j)
     /* Positions are bookkeeping: not audited one by one. */
     if (rc == 0)
         rc = api_drop_children(x->t, NULL, o->id, CTL_KIND_LOCATION);
+    const char *dev = api_jstr(j, "device_id");
+    if (rc == 0 && dev)
+        rc = ctl_revoke_mark(x->t, dev, o->id);
     return rc;
 }
 

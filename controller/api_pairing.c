@@ -3,6 +3,7 @@
  * (controller/pairing.c). */
 #include "controller/api_int.h"
 #include "controller/pairing.h"
+#include "controller/revoke.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -89,8 +90,74 @@ out:
     return rc;
 }
 
+/* Unpairing (docs/pairing.md "Unpairing"): the recorder's device id is
+ * revoked for good in this transaction (the daemon then denies it at the
+ * broker and ignores its messages), the recorder loses it and its code, and
+ * the next pairing code gives it a new device id and certificate. */
+static int unpair(api_ctx *x)
+{
+    uint64_t id;
+    ctl_dir_obj o;
+    cJSON *j = NULL, *detail = NULL;
+    int rc = api_path_id(x, "id", &id);
+    if (rc != 0)
+        return rc;
+    if ((rc = api_get_json(x, CTL_KIND_RECORDER, id, &o, &j)) != 0)
+        return rc;
+    if (!api_recorder_kind.visible(j)) {
+        rc = -ENOENT;
+        goto out;
+    }
+    const char *dev = api_jstr(j, "device_id");
+    if (!dev) {
+        rc = api_fail(x, 409, "not_paired", "this recorder has no device id to revoke");
+        goto out;
+    }
+    char device[C2D_PKI_CN_MAX + 1];
+    snprintf(device, sizeof(device), "%s", dev);
+    cJSON *after = cJSON_Duplicate(j, 1);
+    if (!after) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(after, "device_id");
+    /* A code still open for the old id is spent; the lockout stays. */
+    ctl_pair_state st;
+    if (ctl_pair_state_get(after, &st) == 0 && st.hash[0]) {
+        st.used = true;
+        rc = ctl_pair_state_put(after, &st);
+    }
+    /* Its unique keys: the serial only, the device key is released. */
+    api_keys keys = {.set = true};
+    const char *serial = api_jstr(j, "serial");
+    if (rc == 0 && serial)
+        rc = api_keys_add(&keys, "serial", "%s", serial);
+    if (rc == 0)
+        rc = api_put_json(x->t, x->c.actor, &o, after, keys.k, keys.n);
+    cJSON_Delete(after);
+    if (rc == 0)
+        rc = ctl_revoke_mark(x->t, device, id);
+    if (rc == 0)
+        rc = api_recorder_sync(x, id);
+    if (rc != 0)
+        goto out;
+    if (!(detail = cJSON_CreateObject()) || !cJSON_AddStringToObject(detail, "device_id", device)) {
+        rc = -ENOMEM;
+        goto out;
+    }
+    if ((rc = ctl_dir_audit_note(x->t, x->c.actor, x->c.tenant, CTL_KIND_RECORDER, id, "unpaired",
+                                 detail)) == 0)
+        rc = api_answer_stored(x, CTL_KIND_RECORDER, id, 200);
+out:
+    cJSON_Delete(detail);
+    cJSON_Delete(j);
+    ctl_dir_obj_clear(&o);
+    return rc;
+}
+
 const api_route api_pairing_routes[] = {
     {"POST", "/api/v1/recorders/{id}/pairing-code", CTL_PERM_DEVICE_ADD, NULL, 0, pairing_code,
      NULL},
+    {"DELETE", "/api/v1/recorders/{id}/pairing", CTL_PERM_DEVICE_MODIFY, NULL, 0, unpair, NULL},
 };
 const size_t api_pairing_nroutes = sizeof(api_pairing_routes) / sizeof(api_pairing_routes[0]);

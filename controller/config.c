@@ -38,6 +38,7 @@ static const c2d_cfg_field fields[] = {
     F("http", C2D_CFG_SKIP, http, 0, 0, 0, 0, NULL),
     F("mail", C2D_CFG_SKIP, mail, 0, 0, 0, 0, NULL),
     F("pki", C2D_CFG_SKIP, pki, 0, 0, 0, 0, NULL),
+    F("revocation", C2D_CFG_SKIP, revocation, 0, 0, 0, 0, NULL),
 };
 #define N_FIELDS (sizeof(fields) / sizeof(fields[0]))
 
@@ -92,6 +93,9 @@ static const c2d_cfg_field pki_fields[] = {
       C2D_PKI_DEVICE_DAYS_DEFAULT, NULL),
     K("device_host", C2D_CFG_STRING, device_host, 1, 0, 0, 0, NULL),
     K("device_port", C2D_CFG_INT, device_port, 0, 1, 65535, 8883, NULL),
+    /* 15 min (CTL_PAIR_TTL_US); shorter for tests, longer for a site where
+     * the code travels before it is typed; at most a day. */
+    K("code_ttl_s", C2D_CFG_INT, code_ttl_s, 0, 1, 86400, 900, NULL),
 };
 #define N_PKI_FIELDS (sizeof(pki_fields) / sizeof(pki_fields[0]))
 
@@ -115,6 +119,40 @@ static int load_pki(const cJSON *root, const char *path, const char *base, ctl_c
         c2d_cfg_resolve_path(&c->pki.chain, base, where, "chain", err, errlen) != 0)
         return -1;
     c->pki.enabled = 1;
+    return 0;
+}
+
+#define R(key, type, field, req, min, max, di, ds)                                                 \
+    {                                                                                              \
+        key, type, offsetof(ctl_revocation_cfg, field), req, min, max, di, ds                      \
+    }
+static const c2d_cfg_field revocation_fields[] = {
+    R("acl_file", C2D_CFG_STRING, acl_file, 1, 0, 0, 0, NULL),
+    R("broker_pid_file", C2D_CFG_STRING, broker_pid_file, 0, 0, 0, 0, ""),
+};
+#define N_REVOCATION_FIELDS (sizeof(revocation_fields) / sizeof(revocation_fields[0]))
+
+/* The "revocation" object (absent: no broker-side cut-off). */
+static int load_revocation(const cJSON *root, const char *path, const char *base, ctl_config *c,
+                           char *err, size_t errlen)
+{
+    const cJSON *o = cJSON_GetObjectItemCaseSensitive(root, "revocation");
+    if (!o)
+        return 0;
+    char where[C2D_ERRMSG_MAX];
+    snprintf(where, sizeof(where), "%s: revocation", path);
+    ctl_revocation_cfg *r = &c->revocation;
+    if (c2d_cfg_apply(o, where, revocation_fields, N_REVOCATION_FIELDS, r, err, errlen) != 0)
+        return -1;
+    if (r->acl_file[0] == '\0') {
+        snprintf(err, errlen, "%s: key \"acl_file\" must not be empty", where);
+        return -1;
+    }
+    if (c2d_cfg_resolve_path(&r->acl_file, base, where, "acl_file", err, errlen) != 0 ||
+        (r->broker_pid_file[0] && c2d_cfg_resolve_path(&r->broker_pid_file, base, where,
+                                                       "broker_pid_file", err, errlen) != 0))
+        return -1;
+    r->enabled = 1;
     return 0;
 }
 
@@ -200,7 +238,8 @@ int ctl_config_load(const char *path, ctl_config *out, char *err, size_t errlen)
         c.http.enabled = 1;
     }
     if (load_mail(root, path, base, &c, err, errlen) != 0 ||
-        load_pki(root, path, base, &c, err, errlen) != 0)
+        load_pki(root, path, base, &c, err, errlen) != 0 ||
+        load_revocation(root, path, base, &c, err, errlen) != 0)
         goto fail;
     cJSON_Delete(root);
     *out = c;
@@ -210,6 +249,7 @@ fail:
     c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &c.http);
     c2d_cfg_free_strings(mail_fields, N_MAIL_FIELDS, &c.mail);
     c2d_cfg_free_strings(pki_fields, N_PKI_FIELDS, &c.pki);
+    c2d_cfg_free_strings(revocation_fields, N_REVOCATION_FIELDS, &c.revocation);
     c2d_broker_cfg_free(&c.broker);
     cJSON_Delete(root);
     return -1;
@@ -223,5 +263,6 @@ void ctl_config_free(ctl_config *cfg)
     c2d_cfg_free_strings(http_fields, N_HTTP_FIELDS, &cfg->http);
     c2d_cfg_free_strings(mail_fields, N_MAIL_FIELDS, &cfg->mail);
     c2d_cfg_free_strings(pki_fields, N_PKI_FIELDS, &cfg->pki);
+    c2d_cfg_free_strings(revocation_fields, N_REVOCATION_FIELDS, &cfg->revocation);
     c2d_broker_cfg_free(&cfg->broker);
 }

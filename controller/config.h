@@ -48,7 +48,18 @@ typedef struct {
     int64_t device_days; /* device certificate lifetime */
     char *device_host;   /* the device listener as devices reach it */
     int64_t device_port;
+    int64_t code_ttl_s; /* a pairing code works this long (tests, unusual sites) */
 } ctl_pki_cfg;
+
+/* The optional "revocation" object (docs/pairing.md "Unpairing"): the
+ * device listener's ACL file the controller appends deny lines of revoked
+ * device ids to, and the broker's pid file to send SIGHUP to. Absent: the
+ * controller ignores revoked devices' messages, the broker is not told. */
+typedef struct {
+    int enabled;           /* the object is present */
+    char *acl_file;        /* c2d-ca's DIR/acl */
+    char *broker_pid_file; /* "" : the broker is not signalled */
+} ctl_revocation_cfg;
 
 typedef struct {
     char *data_dir;            /* store/, partial/ and ledger.lmdb/ live here */
@@ -63,6 +74,7 @@ typedef struct {
     ctl_http_cfg http;         /* http.enabled 0: no API listener */
     ctl_mail_cfg mail;         /* always filled (defaults when "mail" is absent) */
     ctl_pki_cfg pki;           /* pki.enabled 0: no pairing */
+    ctl_revocation_cfg revocation; /* revocation.enabled 0: no broker-side cut-off */
 } ctl_config;
 
 /* Loads path into *out (which is written only on success). Returns 0, or -1

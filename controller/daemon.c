@@ -10,6 +10,8 @@
 #include "controller/devmsg.h"
 #include "controller/devstate.h"
 #include "controller/pairing.h"
+#include "controller/revoke.h"
+#include "controller/renew.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -29,6 +31,12 @@
 /* One level only: a client id with '/' never matches (docs/pki.md). */
 #define PAIR_SUBSCRIPTION "c2d/v1/pair/+/req"
 #define PAIR_TOPIC_PREFIX "c2d/v1/pair/"
+#define RENEW_SUBSCRIPTION "c2d/v1/d/+/" CTL_RENEW_CSR_LEVEL
+
+/* How often the committed revocations are compared with the broker's ACL;
+ * after a failure (file or signal), how long until the next try. */
+#define REVOKE_TICK_US 250000
+#define REVOKE_RETRY_US 10000000
 
 /* How long a stopping daemon keeps writing queued acks before it goes. */
 #define FLUSH_US 2000000
@@ -54,7 +62,7 @@ struct ctl_daemon {
     int backoff_ms;
     int ever_connected;
     ctl_dir *dir; /* NULL: evt ignored */
-    char *subs[4];
+    char *subs[8];
     int nsubs;
     /* evt messages parsed, not yet stored (flush_evt). */
     ctl_devmsg evt[CTL_DAEMON_EVT_BATCH];
@@ -72,7 +80,73 @@ struct ctl_daemon {
     int64_t next_state_tick_us;
     int commits_since_janitor;
     ctl_pairing *pairing; /* NULL: pairing requests are not served */
+    /* Revocation (ctl_daemon_set_revocation): gate 0: every device heard. */
+    int gate, open_mode;
+    ctl_revoke *revoke; /* NULL: no broker-side cut-off */
+    int64_t next_revoke_us;
+    uint64_t dropped_revoked, dropped_unknown;
+    ctl_renew *renew; /* NULL: renewal requests are not served */
 };
+
+void ctl_daemon_set_revocation(ctl_daemon *d, ctl_revoke *r, int open_mode)
+{
+    d->gate = d->dir != NULL;
+    d->revoke = r;
+    d->open_mode = open_mode;
+}
+
+/* Brings the broker's ACL up to the committed revocations: at the first
+ * call unconditionally (a crash between a commit and the reload heals),
+ * then when their generation moves. */
+static void revoke_tick(ctl_daemon *d)
+{
+    int64_t now = c2d_mono_us();
+    if (!d->revoke || now < d->next_revoke_us)
+        return;
+    char err[256];
+    size_t n = 0;
+    int force = d->next_revoke_us == 0;
+    int rc = ctl_revoke_apply(d->revoke, force, &n, err, sizeof(err));
+    d->next_revoke_us = now + REVOKE_TICK_US;
+    if (rc == 1)
+        c2d_info("revocation: broker ACL holds %zu revoked device id(s)%s", n,
+                 force ? " (at start)" : "");
+    else if (rc < 0) {
+        c2d_err("revocation: %s; retrying in %d s", err, REVOKE_RETRY_US / 1000000);
+        d->next_revoke_us = now + REVOKE_RETRY_US;
+    }
+}
+
+static const char *printable(const char *s, char *buf, size_t len);
+static void evt_log(ctl_daemon *d, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* 1 if a message of device must be ignored: its id is revoked, or (outside
+ * open mode) no recorder holds it. Counted, logged rate limited. */
+static int device_refused(ctl_daemon *d, const char *device, const char *topic)
+{
+    if (!d->gate)
+        return 0;
+    int st = ctl_revoke_status(d->dir, device);
+    if (st == CTL_DEV_HELD || (st == CTL_DEV_UNKNOWN && d->open_mode))
+        return 0;
+    char buf[160];
+    if (st == CTL_DEV_REVOKED) {
+        d->dropped_revoked++;
+        evt_log(d, C2D_LOG_WARN,
+                "device %s: ignored message on %s: device id revoked (%" PRIu64 " so far)", device,
+                printable(topic, buf, sizeof(buf)), d->dropped_revoked);
+    } else if (st == CTL_DEV_UNKNOWN) {
+        d->dropped_unknown++;
+        evt_log(d, C2D_LOG_WARN,
+                "device %s: ignored message on %s: no recorder holds it (%" PRIu64 " so far)",
+                device, printable(topic, buf, sizeof(buf)), d->dropped_unknown);
+    } else {
+        evt_log(d, C2D_LOG_ERROR, "device %s: ignored message on %s: ledger: %s", device,
+                printable(topic, buf, sizeof(buf)), strerror(-st));
+    }
+    return 1;
+}
 
 void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p)
 {
@@ -82,6 +156,41 @@ void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p)
 }
 
 static const char *printable(const char *s, char *buf, size_t len);
+
+void ctl_daemon_set_renew(ctl_daemon *d, ctl_renew *r)
+{
+    if (!d->renew && r)
+        d->subs[d->nsubs++] = RENEW_SUBSCRIPTION;
+    d->renew = r;
+}
+
+/* A renewal request on c2d/v1/d/{device}/csr: answered on .../cert. */
+static void handle_renew(ctl_daemon *d, const struct mosquitto_message *msg)
+{
+    char resp_topic[C2D_TOPIC_MAX], buf[160];
+    char *resp = NULL;
+    ctl_renew_result r;
+    c2d_pki_certinfo ci;
+    if (ctl_renew_handle(d->renew, msg->topic, msg->payload,
+                         msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0, &r, resp_topic, &resp,
+                         &ci) != 0)
+        return;
+    const char *topic = printable(msg->topic, buf, sizeof(buf));
+    if (r == CTL_RENEW_OK)
+        c2d_info("renewal on %s: certificate serial %s, valid until %lld", topic, ci.serial,
+                 (long long)ci.not_after);
+    else
+        c2d_warn("renewal on %s: %s", topic, ctl_renew_result_name(r));
+    if (!resp) {
+        c2d_err("renewal on %s: out of memory; no answer", topic);
+        return;
+    }
+    int rc =
+        mosquitto_publish_v5(d->mosq, NULL, resp_topic, (int)strlen(resp), resp, 1, false, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        c2d_warn("publish %s: %s", resp_topic, mosquitto_strerror(rc));
+    free(resp);
+}
 
 static void handle_pair(ctl_daemon *d, const struct mosquitto_message *msg)
 {
@@ -344,6 +453,11 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         handle_pair(d, msg);
         return;
     }
+    if (d->renew && ctl_renew_topic_device(msg->topic, device) == 0) {
+        if (!device_refused(d, device, msg->topic))
+            handle_renew(d, msg);
+        return;
+    }
     c2d_status st = c2d_topic_parse(msg->topic, device, &kind);
     if (st != C2D_OK) {
         char buf[160];
@@ -351,6 +465,8 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
                  printable(msg->topic, buf, sizeof(buf)), c2d_reason(st), c2d_strerror(st));
         return;
     }
+    if (device_refused(d, device, msg->topic))
+        return;
     if (kind == C2D_TOPIC_STATE) {
         handle_state(d, device, msg);
         return;
@@ -558,6 +674,7 @@ int ctl_daemon_run(ctl_daemon *d, volatile sig_atomic_t *stop)
         int rc = loop_once(d, LOOP_TIMEOUT_MS);
         flush_evt(d);
         state_tick(d);
+        revoke_tick(d);
         if (rc == MOSQ_ERR_SUCCESS || (rc == MOSQ_ERR_ERRNO && errno == EINTR))
             continue;
         if (d->connected || rc != MOSQ_ERR_NO_CONN)

@@ -70,6 +70,20 @@ void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_di
 typedef struct ctl_pairing ctl_pairing;
 void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p);
 
+/* Revocation (docs/pairing.md, "Unpairing"): messages of revoked device
+ * ids are ignored, and outside open_mode those of ids no recorder holds;
+ * r (borrowed; NULL: no ACL configured) keeps the broker's ACL in step
+ * with the committed revocations. Before ctl_daemon_run; needs a
+ * directory and ctl_revoke_open. */
+typedef struct ctl_revoke ctl_revoke;
+void ctl_daemon_set_revocation(ctl_daemon *d, ctl_revoke *r, int open_mode);
+
+/* Certificate renewal (docs/pairing.md, "Renewal"): subscribes to
+ * c2d/v1/d/+/csr and answers on c2d/v1/d/{device}/cert with r (borrowed;
+ * outlives the daemon). Call before ctl_daemon_run. */
+typedef struct ctl_renew ctl_renew;
+void ctl_daemon_set_renew(ctl_daemon *d, ctl_renew *r);
+
 /* Live device state: subscribes c2d/v1/d/+/state, feeds every message
  * (and last will) to s and runs its offline timer once a second. Before
  * ctl_daemon_run; borrowed. */

@@ -26,6 +26,8 @@
 #include "controller/password.h"
 #include "controller/report.h"
 #include "controller/pairing.h"
+#include "controller/revoke.h"
+#include "controller/renew.h"
 #include "controller/rng.h"
 #include "controller/store.h"
 #include "controller/token.h"
@@ -114,6 +116,8 @@ static int run(const ctl_config *cfg)
     ctl_cfgpub *cfgpub = NULL;
     ctl_devstate *devstate = NULL;
     ctl_pairing *pairing = NULL;
+    ctl_renew *renew = NULL;
+    ctl_revoke *revoke = NULL;
     char base[300];
     ctl_http *http = NULL;
     int status = 1;
@@ -163,10 +167,12 @@ static int run(const ctl_config *cfg)
 
     /* The directory (people API, device telemetry) opens its databases
      * before any other thread uses the ledger (LMDB's mdb_dbi_open rule). */
-    if ((rc = ctl_dir_open(ledger, &dir)) != 0) {
+    if ((rc = ctl_dir_open(ledger, &dir)) != 0 || (rc = ctl_revoke_open(dir)) != 0) {
         c2d_err("directory in %s/ledger.lmdb: %s", cfg->data_dir, strerror(-rc));
         goto out;
     }
+    if (cfg->pki.enabled)
+        ctl_pair_set_code_ttl_us(cfg->pki.code_ttl_s * 1000000);
     if (cfg->http.enabled) {
         ctl_api_params ap = {.session_idle_s = cfg->http.session_idle_s,
                              .session_max_s = cfg->http.session_max_s,
@@ -207,6 +213,16 @@ static int run(const ctl_config *cfg)
     }
     ctl_daemon_set_disks(d, ledger, cfg->data_dir, cfgpub, cfg->sweep_interval_s);
     ctl_daemon_set_devstate(d, devstate);
+    if (cfg->revocation.enabled &&
+        (rc = ctl_revoke_new(dir, cfg->revocation.acl_file, cfg->revocation.broker_pid_file,
+                             &revoke)) != 0) {
+        c2d_err("revocation: %s", strerror(-rc));
+        goto out;
+    }
+    if (!revoke)
+        c2d_info("revocation: no \"revocation\" object: revoked devices are ignored here, "
+                 "not cut off at the broker");
+    ctl_daemon_set_revocation(d, revoke, cfg->open_mode);
     if (cfg->pki.enabled) {
         ctl_pairing_cfg pc = {.issuing_cert = cfg->pki.issuing_cert,
                               .issuing_key = cfg->pki.issuing_key,
@@ -221,6 +237,16 @@ static int run(const ctl_config *cfg)
         ctl_daemon_set_pairing(d, pairing);
         c2d_info("pairing: answering c2d/v1/pair/+/req, devices go to %s:%" PRId64,
                  cfg->pki.device_host, cfg->pki.device_port);
+        /* Renewal signs with the same CA and lifetime as pairing. */
+        ctl_renew_cfg rc2 = {.issuing_cert = cfg->pki.issuing_cert,
+                             .issuing_key = cfg->pki.issuing_key,
+                             .chain = cfg->pki.chain,
+                             .device_days = (int)cfg->pki.device_days};
+        if (ctl_renew_new(&rc2, dir, &renew, err, sizeof(err)) != 0) {
+            c2d_err("renewal: %s", err);
+            goto out;
+        }
+        ctl_daemon_set_renew(d, renew);
     }
     struct sigaction sa;
     memset(&sa, 0, sizeof(sa));
@@ -244,6 +270,8 @@ out:
     ctl_rng_free(rng);
     ctl_daemon_free(d); /* answers the last commits: before the committer goes */
     ctl_pairing_free(pairing);
+    ctl_renew_free(renew);
+    ctl_revoke_free(revoke);
     ctl_cfgpub_free(cfgpub);
     ctl_devstate_free(devstate); /* after the daemon and the API that use it */
     ctl_committer_free(committer);

@@ -130,6 +130,15 @@ static void code_hash(const char *serial, const char *norm, char hex[65])
     c2d_sha256_final_hex(&h, hex);
 }
 
+/* Set at start from the configuration; the API reaches codes only through
+ * its transactions, so the lifetime is process-wide. */
+static int64_t code_ttl_us = CTL_PAIR_TTL_US;
+
+void ctl_pair_set_code_ttl_us(int64_t ttl_us)
+{
+    code_ttl_us = ttl_us > 0 ? ttl_us : CTL_PAIR_TTL_US;
+}
+
 int ctl_pair_issue(ctl_pair_state *st, const char *serial, ctl_rng *rng, int64_t now_us,
                    char shown[CTL_PAIR_CODE_SHOWN + 1])
 {
@@ -149,7 +158,7 @@ int ctl_pair_issue(ctl_pair_state *st, const char *serial, ctl_rng *rng, int64_t
     }
     code[n] = '\0';
     code_hash(serial, code, st->hash);
-    st->expires_us = now_us + CTL_PAIR_TTL_US;
+    st->expires_us = now_us + code_ttl_us;
     st->used = false;
     memcpy(shown, code, 4);
     shown[4] = '-';

@@ -82,6 +82,10 @@ int ctl_pair_state_put(cJSON *recorder, const ctl_pair_state *st);
  * out gets them NUL terminated. 0 or -EINVAL. */
 int ctl_pair_code_norm(const char *in, char out[CTL_PAIR_CODE_LEN + 1]);
 
+/* Sets how long codes issued from now on work (pki.code_ttl_s; default
+ * CTL_PAIR_TTL_US). Process-wide: call once at start, before threads. */
+void ctl_pair_set_code_ttl_us(int64_t ttl_us);
+
 /* Issues a new code for serial at now: replaces any earlier one (used or
  * not) and keeps the lockout. shown gets "XXXX-XXXX". 0, -EIO (RNG). */
 int ctl_pair_issue(ctl_pair_state *st, const char *serial, ctl_rng *rng, int64_t now_us,

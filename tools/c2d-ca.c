@@ -2,7 +2,7 @@
  *
  *   c2d-ca init --dir DIR --broker-name NAME [--broker-name NAME ...]
  *               [--broker-ip IP ...] [--device-port N] [--pairing-port N]
- *               [--bind ADDR] [--mosquitto-user USER] [--force]
+ *               [--bind ADDR] [--mosquitto-user USER] [--pid-file PATH] [--force]
  *   c2d-ca sign --ca-dir DIR --csr FILE --device-id ID [--days N] --out FILE [--force]
  *   c2d-ca show FILE
  *
@@ -39,7 +39,7 @@
 static const char usage_text[] =
     "usage: c2d-ca init --dir DIR --broker-name NAME [--broker-name NAME ...]\n"
     "                   [--broker-ip IP ...] [--device-port N] [--pairing-port N]\n"
-    "                   [--bind ADDR] [--mosquitto-user USER] [--force]\n"
+    "                   [--bind ADDR] [--mosquitto-user USER] [--pid-file PATH] [--force]\n"
     "       c2d-ca sign --ca-dir DIR --csr FILE --device-id ID [--days N] --out FILE [--force]\n"
     "       c2d-ca show FILE\n";
 
@@ -102,6 +102,7 @@ typedef struct {
     long device_port, pairing_port;
     const char *bind;
     const char *user;
+    const char *pid_file; /* the controller signals the broker through it */
     int force;
 } init_opts;
 
@@ -157,7 +158,9 @@ static const char acl_text[] =
     "pattern read c2d/v1/d/%u/ack\n"
     "pattern read c2d/v1/d/%u/cfg\n"
     "pattern readwrite c2d/v1/d/%u/state\n"
-    "pattern write c2d/v1/d/%u/evt\n";
+    "pattern write c2d/v1/d/%u/evt\n"
+    "pattern write c2d/v1/d/%u/csr\n"
+    "pattern read c2d/v1/d/%u/cert\n";
 
 /* The pairing listener's ACL: no user lines, so a pairing client that sends
  * a username (say c2d-controller) gains nothing. Exact topics again: a
@@ -184,6 +187,12 @@ static char *conf_text(const init_opts *o, const char *dir)
                "per_listener_settings true\n");
     if (o->user)
         fprintf(f, "user %s\n", o->user);
+    if (o->pid_file)
+        fprintf(f,
+                "# The controller sends SIGHUP through it when it revokes a device\n"
+                "# (docs/pairing.md, \"Unpairing\").\n"
+                "pid_file %s\n",
+                o->pid_file);
     fprintf(f,
             "\n"
             "# Devices and the controller: mutual TLS; the client certificate's CN\n"
@@ -359,6 +368,7 @@ static int cmd_init(int argc, char **argv)
         {"pairing-port", required_argument, NULL, 'P'},
         {"bind", required_argument, NULL, 'b'},
         {"mosquitto-user", required_argument, NULL, 'u'},
+        {"pid-file", required_argument, NULL, 'p'},
         {"force", no_argument, NULL, 'f'},
         {NULL, 0, NULL, 0},
     };
@@ -398,6 +408,14 @@ static int cmd_init(int argc, char **argv)
             if (!user_ok(optarg))
                 return usage("init: --mosquitto-user: not a user name: \"%s\"", optarg);
             o.user = optarg;
+            break;
+        case 'p':
+            /* Absolute (mosquitto resolves from its working directory) and
+             * one plain line of the configuration. */
+            if (optarg[0] != '/' || strcspn(optarg, " \t\r\n#") != strlen(optarg))
+                return usage("init: --pid-file: not an absolute path without blanks: \"%s\"",
+                             optarg);
+            o.pid_file = optarg;
             break;
         case 'f':
             o.force = 1;

@@ -298,6 +298,8 @@ pattern read c2d/v1/d/%u/ack
 pattern read c2d/v1/d/%u/cfg
 pattern readwrite c2d/v1/d/%u/state
 pattern write c2d/v1/d/%u/evt
+pattern write c2d/v1/d/%u/csr
+pattern read c2d/v1/d/%u/cert
 """
 
 # The ACL as written in DESIGN.md and proto/README.md.

@@ -31,6 +31,7 @@
 #include "controller/rng.h"
 #include "controller/store.h"
 #include "controller/token.h"
+#include "proto/c2d_proto.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -41,6 +42,7 @@
 #include <mosquitto.h>
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <unistd.h>
@@ -50,6 +52,54 @@
 /* HTTP worker threads: a log-in costs half a second of PBKDF2, so a few
  * threads keep other requests moving meanwhile. */
 #define HTTP_THREADS 4
+
+/* The controller's MQTT client id when the configuration names none: made
+ * once per installation and kept in data_dir. Client ids are one namespace
+ * across the broker's listeners (docs/pki.md), so an anonymous pairing
+ * client that knew the controller's id could connect with it and knock the
+ * controller off; a random one it cannot know. Stable across restarts, so
+ * that the broker keeps the controller's session. */
+#define CLIENT_ID_FILE "mqtt_client_id"
+#define CLIENT_ID_PREFIX CTL_DEFAULT_CLIENT_ID "-"
+
+static int installation_client_id(ctl_config *cfg)
+{
+    char path[4096], *buf = NULL;
+    size_t n = 0;
+    int rc = c2d_path_join(path, sizeof(path), cfg->data_dir, CLIENT_ID_FILE);
+    if (rc != 0)
+        return rc;
+    rc = c2d_read_file(path, 128, &buf, &n);
+    if (rc == 0) {
+        while (n && (buf[n - 1] == '\n' || buf[n - 1] == '\r'))
+            buf[--n] = '\0';
+        if (n <= strlen(CLIENT_ID_PREFIX) ||
+            strncmp(buf, CLIENT_ID_PREFIX, strlen(CLIENT_ID_PREFIX)) || !c2d_device_id_valid(buf)) {
+            free(buf);
+            return -EBADMSG;
+        }
+        cfg->broker.client_id = buf;
+        return 0;
+    }
+    if (rc != -ENOENT)
+        return rc;
+    ctl_rng *rng = NULL;
+    unsigned char r[16];
+    if ((rc = ctl_rng_new("c2d-controller client id", &rng)) == 0)
+        rc = ctl_rng_bytes(rng, r, sizeof(r));
+    ctl_rng_free(rng);
+    if (rc != 0)
+        return rc;
+    char id[sizeof(CLIENT_ID_PREFIX) + 2 * sizeof(r) + 1];
+    int len = snprintf(id, sizeof(id), "%s", CLIENT_ID_PREFIX);
+    for (size_t i = 0; i < sizeof(r); i++)
+        len += snprintf(id + len, sizeof(id) - (size_t)len, "%02x", r[i]);
+    if ((rc = c2d_write_file_atomic(path, id, (size_t)len, 0600)) != 0)
+        return rc;
+    if (!(cfg->broker.client_id = strdup(id)))
+        return -ENOMEM;
+    return 0;
+}
 
 static volatile sig_atomic_t stop_requested;
 
@@ -257,9 +307,8 @@ static int run(const ctl_config *cfg)
     signal(SIGPIPE, SIG_IGN);
     c2d_info("serving %s:%" PRId64 " as %s, max_segment_bytes %" PRId64 ", max_channels %" PRId64
              ", SHA-256 by %s",
-             cfg->broker.host, cfg->broker.port,
-             cfg->broker.client_id ? cfg->broker.client_id : CTL_DEFAULT_CLIENT_ID,
-             cfg->max_segment_bytes, cfg->max_channels, ctl_sha256_impl());
+             cfg->broker.host, cfg->broker.port, cfg->broker.client_id, cfg->max_segment_bytes,
+             cfg->max_channels, ctl_sha256_impl());
     ctl_daemon_run(d, &stop_requested);
     c2d_info("stopping");
     status = 0;
@@ -595,7 +644,11 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    if (is_run) {
+    int idrc;
+    if (is_run && !cfg.broker.client_id && (idrc = installation_client_id(&cfg)) != 0) {
+        c2d_err("%s/%s: %s", cfg.data_dir, CLIENT_ID_FILE, strerror(-idrc));
+        status = 1;
+    } else if (is_run) {
         mosquitto_lib_init();
         status = run(&cfg);
         mosquitto_lib_cleanup();

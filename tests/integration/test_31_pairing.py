@@ -22,7 +22,7 @@ from apiclient import Api, err
 from c2dtest import (BUILD_DIR, HOST, Agent, Cert, Controller, Proc, file_channel, free_port,
                      port_open, run, wait_for)
 from test_22_quota import DIST, DIST_PW, PW, outbox_link
-from test_30_pki import Pki, show
+from test_30_pki import PairClient, Pki, show
 
 AGENT_BIN = BUILD_DIR / "agent" / "c2d-agent"
 SERIAL = "SN-PAIR-0001"
@@ -52,7 +52,7 @@ class Story:
     """Controller (API + pairing) on the c2d-ca broker, the distributor, one
     installer with a client, a site and a recorder without a device id."""
 
-    def __init__(self, capki, d, pki=None, **overrides):
+    def __init__(self, capki, d, pki=None, default_client_id=False, **overrides):
         broker = SimpleNamespace(port=capki.dev_port, pki=SimpleNamespace(ca=capki.ca))
         self.port = free_port()
         self.ctl = Controller(d / "controller", broker, capki.controller,
@@ -64,6 +64,9 @@ class Story:
                                         "device_host": HOST, "device_port": capki.dev_port},
                                        **(pki or {})),
                               **overrides)
+        if default_client_id:  # as an operator's configuration would: none given
+            del self.ctl.cfg["broker"]["client_id"]
+            self.ctl.conf.write_text(json.dumps(self.ctl.cfg, indent=2))
         self.ctl.init(DIST, DIST_PW)
         self.ctl.start()
         wait_for(lambda: port_open(self.port) or not self.ctl.alive(), 20, "the API",
@@ -180,3 +183,30 @@ def test_expired_code_fails(capki, cabroker, tmp_path):
     # a fresh code (again 2 s) pairs at once
     pair(conf, s.code()["code"])
     assert show(tmp_path / "agent" / "state" / "identity" / "device.crt")["cn"] == got["device_id"]
+
+
+def test_controller_client_id_cannot_be_squatted(capki, cabroker, tmp_path):
+    """Client ids are one namespace across the broker's listeners
+    (docs/pki.md): without a client_id in its configuration the controller
+    uses one made once per installation, which a pairing client cannot know.
+    One that connects as "c2d-controller" knocks nobody off; pairing still
+    works; a restart keeps the id (and so the broker's session)."""
+    s = Story(capki, tmp_path, default_client_id=True)
+    f = s.ctl.data_dir / "mqtt_client_id"
+    cid = f.read_text()
+    assert cid.startswith("c2d-controller-") and len(cid) == len("c2d-controller-") + 32, cid
+    assert f.stat().st_mode & 0o777 == 0o600
+    assert ("as %s," % cid) in s.ctl.log_text()
+
+    squatter = PairClient(capki, "c2d-controller")
+    time.sleep(1)
+    squatter.close()
+    conf = s.agent("agent", [{"id": 1, "source": "/dev/null"}])
+    pair(conf, s.code()["code"])
+    assert "disconnected from the broker" not in s.ctl.log_text()
+
+    s.ctl.stop()
+    s.ctl.start()
+    wait_for(lambda: s.ctl.log_text().count("as %s," % cid) == 2 or not s.ctl.alive(), 20,
+             "the controller again", on_timeout=s.ctl.diag)
+    assert f.read_text() == cid

@@ -22,6 +22,7 @@ struct agent_renew {
     c2d_pki_key *key; /* the pending request's key; NULL: none */
     unsigned attempts;
     int64_t next_at; /* no request before this */
+    int revoked;     /* the controller said the device id is revoked: never again */
 
     pthread_mutex_t mu; /* guards answer */
     char *answer;
@@ -157,6 +158,20 @@ static agent_renew_action take_answer(agent_renew *r, const char *text, int64_t 
     }
     if (!cJSON_IsTrue(ok)) {
         const char *e = jstr(j, "error");
+        if (e && strcmp(e, "revoked") == 0) {
+            /* Unpaired or deleted: no certificate will ever come for this
+             * id, so asking again only adds load. Only a new pairing helps. */
+            r->revoked = 1;
+            c2d_pki_key_free(r->key);
+            r->key = NULL;
+            snprintf(msg, msglen,
+                     "certificate renewal refused: device id %s was revoked (the recorder was "
+                     "unpaired or deleted); renewal stopped; pair this recorder again with a new "
+                     "code (c2d-agent pair)",
+                     r->device_id);
+            act = AGENT_RENEW_REFUSED;
+            goto out;
+        }
         snprintf(msg, msglen, "certificate renewal refused by the controller: %s; retry in %llds",
                  e ? e : "(no reason)", (long long)(r->next_at - now_s));
         act = AGENT_RENEW_REFUSED;
@@ -240,7 +255,7 @@ agent_renew_action agent_renew_step(agent_renew *r, int64_t now_s, int connected
         free(answer);
         return act;
     }
-    if (!connected || now_s < r->due || now_s < r->next_at)
+    if (r->revoked || !connected || now_s < r->due || now_s < r->next_at)
         return AGENT_RENEW_IDLE;
     r->attempts++;
     r->next_at = now_s + agent_renew_backoff_s(r->attempts);

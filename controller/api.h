@@ -86,6 +86,13 @@ int ctl_api_new(ctl_dir *dir, ctl_rng *rng, const ctl_api_params *p, ctl_api **o
  * known). Call before the server starts serving. */
 void ctl_api_set_link_base(ctl_api *a, const char *base);
 
+/* The pairing listener recorders reach (pki.pairing_host/_port), given
+ * with every pairing code as "pairing": {"host", "port"}; host NULL or ""
+ * (the default): not given. host is copied (at most CTL_API_PAIR_HOST_MAX
+ * bytes: -EINVAL). Call before the server starts serving. 0 or -EINVAL. */
+#define CTL_API_PAIR_HOST_MAX 253
+int ctl_api_set_pairing_listener(ctl_api *a, const char *host, int port);
+
 /* NULL is a no-op. Free the HTTP server first (its handlers use a). */
 void ctl_api_free(ctl_api *a);
 

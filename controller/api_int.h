@@ -69,6 +69,9 @@ struct ctl_api {
     void *cutoff_ud;
     /* Live device state and alarms (api_state.c); NULL: 503. */
     struct ctl_devstate *devstate;
+    /* The pairing listener told with codes (api_pairing.c); "": none. */
+    char pair_host[CTL_API_PAIR_HOST_MAX + 1];
+    int pair_port;
 };
 
 /* A role as resolved for a user. */

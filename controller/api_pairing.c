@@ -23,6 +23,19 @@ static int new_device_id(api_ctx *x, char *out, size_t len)
     return 0;
 }
 
+int ctl_api_set_pairing_listener(ctl_api *a, const char *host, int port)
+{
+    if (!host || !host[0]) {
+        a->pair_host[0] = '\0';
+        return 0;
+    }
+    if (strlen(host) > CTL_API_PAIR_HOST_MAX || port < 1 || port > 65535)
+        return -EINVAL;
+    snprintf(a->pair_host, sizeof(a->pair_host), "%s", host);
+    a->pair_port = port;
+    return 0;
+}
+
 static int pairing_code(api_ctx *x)
 {
     uint64_t id;
@@ -79,6 +92,16 @@ static int pairing_code(api_ctx *x)
         !cJSON_AddStringToObject(a, "serial", serial) ||
         !cJSON_AddStringToObject(a, "device_id", api_jstr(j, "device_id")) ||
         !cJSON_AddStringToObject(a, "expires_at", expires)) {
+        cJSON_Delete(a);
+        rc = -ENOMEM;
+        goto out;
+    }
+    /* Where the recorder sends it, when configured: the installer then
+     * needs no address from elsewhere. */
+    cJSON *l;
+    if (x->api->pair_host[0] && (!(l = cJSON_AddObjectToObject(a, "pairing")) ||
+                                 !cJSON_AddStringToObject(l, "host", x->api->pair_host) ||
+                                 !cJSON_AddNumberToObject(l, "port", x->api->pair_port))) {
         cJSON_Delete(a);
         rc = -ENOMEM;
         goto out;

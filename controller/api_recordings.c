@@ -4,10 +4,14 @@
  * header. docs/api-recordings.md describes the endpoints.
  *
  * A channel's recordings are the ledger's segments of (device, number):
- * device is the device_id of the channel's recorder. Segments are read in
- * the request's own directory transaction (same LMDB environment), never
- * through the committer's ledger handle. Every segment served goes through
- * ctl_rec_query, which applies the retention cutoff.
+ * device is the device_id of the channel's recorder or one of the ids it
+ * held before an unpairing (the revoked database names their recorder),
+ * merged in start order by ctl_rec_query_devices. A segment is named by
+ * its start time alone; a start time held by two of the ids serves the
+ * current one's. Segments are read in the request's own directory
+ * transaction (same LMDB environment), never through the committer's
+ * ledger handle. Every segment served goes through ctl_rec_query, which
+ * applies the retention cutoff (each device id's own).
  *
  * Audit: each view (a playlist with segments), download (a segment with a
  * bearer token) and export is an audit note on the channel, by the user
@@ -20,6 +24,7 @@
 #include "common/c2d_fs.h"
 #include "controller/export.h"
 #include "controller/quota.h"
+#include "controller/revoke.h"
 #include "controller/token.h"
 
 #include <errno.h>
@@ -55,10 +60,35 @@
 /* The camera behind a channel. */
 typedef struct {
     uint64_t channel_id, tenant;
-    bool has_device; /* the recorder has a device_id: it may have recordings */
-    char device[C2D_DEVICE_ID_MAX + 1];
+    /* The recorder's device ids: its device_id first (if it has one), then
+     * the ids revoked from it, most recent first; none: no recordings. */
+    size_t ndev, ncur; /* ncur: 1 if dev[0] is the current id */
+    char dev[CTL_REC_DEVICES_MAX][C2D_DEVICE_ID_MAX + 1];
+    int64_t revoked_at[CTL_REC_DEVICES_MAX]; /* of the earlier ids */
     uint16_t number;
 } cam;
+
+/* Adds an earlier id, kept in revocation order (most recent first); when
+ * the table is full the oldest revocation gives way. */
+static int add_old_id(void *ud, const char *device, int64_t at_us)
+{
+    cam *c = ud;
+    size_t first = c->ncur, i = c->ndev;
+    if (i == CTL_REC_DEVICES_MAX) {
+        if (at_us <= c->revoked_at[i - 1])
+            return 0;
+        i--;
+    } else {
+        c->ndev++;
+    }
+    for (; i > first && c->revoked_at[i - 1] < at_us; i--) {
+        memcpy(c->dev[i], c->dev[i - 1], sizeof(c->dev[i]));
+        c->revoked_at[i] = c->revoked_at[i - 1];
+    }
+    snprintf(c->dev[i], sizeof(c->dev[i]), "%s", device);
+    c->revoked_at[i] = at_us;
+    return 0;
+}
 
 /* Reads channel id of tenant and its recorder's device: 0 or -ENOENT. */
 static int cam_load(ctl_dir_txn *t, uint64_t tenant, uint64_t id, cam *c)
@@ -81,9 +111,13 @@ static int cam_load(ctl_dir_txn *t, uint64_t tenant, uint64_t id, cam *c)
     if (rc == 0 && (rj = cJSON_Parse(r.json))) {
         const char *dev = api_jstr(rj, "device_id");
         if (dev && c2d_device_id_valid(dev)) {
-            snprintf(c->device, sizeof(c->device), "%s", dev);
-            c->has_device = true;
+            snprintf(c->dev[0], sizeof(c->dev[0]), "%s", dev);
+            c->ndev = c->ncur = 1;
         }
+        /* Without the revocation database (an API without a daemon) there
+         * are no earlier ids. */
+        rc = ctl_revoke_ids_of(t, rid, add_old_id, c);
+        rc = rc == -ENXIO ? 0 : rc;
     }
     rc = rc == -ENOENT ? 0 : rc; /* a channel without recorder: no recordings */
     cJSON_Delete(rj);
@@ -140,15 +174,18 @@ static int64_t disk_cutoff(void *ud, const char *device, uint16_t ch)
     return ctl_quota_cutoff(c->l, c->txn, device, ch, c2d_now_us());
 }
 
-/* The segments of c in [from, to) after after_us, at most max. */
-static int cam_query(ctl_api *a, ctl_dir_txn *t, const cam *c, int64_t from, int64_t to,
-                     int64_t after_us, size_t max, ctl_rec_list *out)
+/* The segments of c's device ids [first, first + n) in [from, to) after
+ * after_us, at most max, merged. */
+static int devs_query(ctl_api *a, ctl_dir_txn *t, const cam *c, size_t first, size_t n,
+                      int64_t from, int64_t to, int64_t after_us, size_t max, ctl_rec_list *out)
 {
     memset(out, 0, sizeof(*out));
-    if (!c->has_device)
+    if (n == 0)
         return 0;
-    ctl_rec_range r = {.device = c->device,
-                       .channel = c->number,
+    const char *devs[CTL_REC_DEVICES_MAX];
+    for (size_t i = 0; i < n; i++)
+        devs[i] = c->dev[first + i];
+    ctl_rec_range r = {.channel = c->number,
                        .from_us = from,
                        .to_us = to,
                        .after_us = after_us,
@@ -160,7 +197,14 @@ static int cam_query(ctl_api *a, ctl_dir_txn *t, const cam *c, int64_t from, int
         r.cutoff = disk_cutoff;
         r.cutoff_ud = &cc;
     }
-    return ctl_rec_query(a->ledger, ctl_dir_txn_mdb(t), &r, out);
+    return ctl_rec_query_devices(a->ledger, ctl_dir_txn_mdb(t), &r, devs, n, out);
+}
+
+/* The segments of c in [from, to) after after_us, at most max. */
+static int cam_query(ctl_api *a, ctl_dir_txn *t, const cam *c, int64_t from, int64_t to,
+                     int64_t after_us, size_t max, ctl_rec_list *out)
+{
+    return devs_query(a, t, c, 0, c->ndev, from, to, after_us, max, out);
 }
 
 /* An audit note on the channel: {"channel_id", "from", "to", "segments"}
@@ -196,22 +240,26 @@ static int parse_start(const char *s, const char *suffix, int64_t *out)
 }
 
 /* The segment of c that starts at start_us (servable): 0 with *seg, or
- * -ENOENT. */
+ * -ENOENT. The device ids are tried in c's order (the current one first),
+ * as the merged list serves a start time held twice. */
 static int find_segment(ctl_api *a, ctl_dir_txn *t, const cam *c, int64_t start_us,
                         ctl_rec_seg *seg)
 {
-    ctl_rec_list l;
-    /* The walk takes one earlier segment that runs into the range: two. */
-    int rc = cam_query(a, t, c, start_us, start_us + 1, 0, 2, &l);
-    if (rc != 0)
-        return rc;
-    rc = -ENOENT;
-    for (size_t i = 0; i < l.n; i++)
-        if (l.v[i].start_us == start_us) {
-            *seg = l.v[i];
-            rc = 0;
-        }
-    ctl_rec_list_clear(&l);
+    int rc = -ENOENT;
+    for (size_t d = 0; rc == -ENOENT && d < c->ndev; d++) {
+        ctl_rec_list l;
+        /* The walk takes one earlier segment that runs into the range: two. */
+        int qrc = devs_query(a, t, c, d, 1, start_us, start_us + 1, 0, 2, &l);
+        if (qrc != 0)
+            return qrc;
+        for (size_t i = 0; i < l.n; i++)
+            if (l.v[i].start_us == start_us) {
+                *seg = l.v[i];
+                seg->dev = (unsigned)d;
+                rc = 0;
+            }
+        ctl_rec_list_clear(&l);
+    }
     return rc;
 }
 

@@ -4,6 +4,7 @@
  * space answers 404 as a missing one. Nothing is written. */
 #include "controller/api_int.h"
 #include "controller/devstate.h"
+#include "controller/pairing.h"
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
@@ -19,6 +20,34 @@ static const char *device_of(const cJSON *rj)
 {
     const char *dev = api_jstr(rj, "device_id");
     return dev && c2d_device_id_valid(dev) ? dev : NULL;
+}
+
+/* A time, or null for 0. */
+static cJSON *time_or_null(cJSON *o, const char *k, int64_t us)
+{
+    char buf[API_TIME_MAX + 1];
+    if (!us)
+        return cJSON_AddNullToObject(o, k);
+    api_iso_time(us, buf, sizeof(buf));
+    return cJSON_AddStringToObject(o, k, buf);
+}
+
+/* "pairing": the outcome of the recorder's code from its "_pair", for
+ * callers without audit.get (Technicians); never the code or its hash. */
+static int add_pairing(api_ctx *x, const cJSON *rj, cJSON *out)
+{
+    ctl_pair_state st;
+    ctl_pair_view v;
+    if (ctl_pair_state_get(rj, &st) != 0)
+        return -EIO;
+    ctl_pair_describe(&st, api_jstr(rj, "device_id") != NULL, ctl_dir_txn_now(x->t), &v);
+    cJSON *p = cJSON_AddObjectToObject(out, "pairing");
+    return p && cJSON_AddStringToObject(p, "state", ctl_pair_phase_name(v.phase)) &&
+                   time_or_null(p, "expires_at", v.expires_us) &&
+                   cJSON_AddNumberToObject(p, "wrong_codes", v.wrong_codes) &&
+                   time_or_null(p, "locked_until", v.locked_until_us)
+               ? 0
+               : -ENOMEM;
 }
 
 /* GET /api/v1/recorders/{id}/state */
@@ -58,6 +87,8 @@ static int get_state(api_ctx *x)
     }
     if (rc == 0 && !cJSON_AddNumberToObject(out, "recorder_id", (double)id))
         rc = -ENOMEM;
+    if (rc == 0)
+        rc = add_pairing(x, rj, out);
     if (rc == 0) {
         rc = api_answer(x, 200, out);
         out = NULL;

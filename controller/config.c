@@ -96,6 +96,10 @@ static const c2d_cfg_field pki_fields[] = {
     /* 15 min (CTL_PAIR_TTL_US); shorter for tests, longer for a site where
      * the code travels before it is typed; at most a day. */
     K("code_ttl_s", C2D_CFG_INT, code_ttl_s, 0, 1, 86400, 900, NULL),
+    /* Where recorders pair (c2d-ca's second listener, 8884 by default):
+     * the API hands it out with each code so the installer need not know. */
+    K("pairing_host", C2D_CFG_STRING, pairing_host, 0, 0, 0, 0, NULL),
+    K("pairing_port", C2D_CFG_INT, pairing_port, 0, 1, 65535, 8884, NULL),
 };
 #define N_PKI_FIELDS (sizeof(pki_fields) / sizeof(pki_fields[0]))
 
@@ -112,6 +116,12 @@ static int load_pki(const cJSON *root, const char *path, const char *base, ctl_c
         return -1;
     if (c->pki.device_host[0] == '\0') {
         snprintf(err, errlen, "%s: key \"device_host\" must not be empty", where);
+        return -1;
+    }
+    if (c->pki.pairing_host &&
+        (c->pki.pairing_host[0] == '\0' || strlen(c->pki.pairing_host) > CTL_PAIRING_HOST_MAX)) {
+        snprintf(err, errlen, "%s: key \"pairing_host\" must be 1..%d bytes", where,
+                 CTL_PAIRING_HOST_MAX);
         return -1;
     }
     if (c2d_cfg_resolve_path(&c->pki.issuing_cert, base, where, "issuing_cert", err, errlen) != 0 ||

@@ -37,6 +37,9 @@ typedef struct {
     int64_t sendmail_timeout_s; /* the command is killed after this long */
 } ctl_mail_cfg;
 
+/* Longest pki.pairing_host: a DNS name is at most 253 bytes (RFC 1035). */
+#define CTL_PAIRING_HOST_MAX 253
+
 /* The optional "pki" object: pairing (docs/pairing.md). Present: the
  * daemon answers c2d/v1/pair/+/req, signing devices' CSRs with the issuing
  * CA and telling them the device listener's address. */
@@ -49,6 +52,10 @@ typedef struct {
     char *device_host;   /* the device listener as devices reach it */
     int64_t device_port;
     int64_t code_ttl_s; /* a pairing code works this long (tests, unusual sites) */
+    /* The pairing listener as installers' recorders reach it, told with
+     * every pairing code (the API's "pairing"); NULL: not told. */
+    char *pairing_host;
+    int64_t pairing_port;
 } ctl_pki_cfg;
 
 /* The optional "revocation" object (docs/pairing.md "Unpairing"): the

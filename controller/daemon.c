@@ -52,6 +52,13 @@
 #define EVT_LOG_BURST 20
 #define EVT_LOG_REFILL_US 3000000
 
+/* Answers "revoked" to renewal requests of revoked ids: a burst of
+ * REVOKED_ANSWER_BURST, then one per REVOKED_ANSWER_REFILL_US, across all
+ * ids. An agent stops renewing at the first one, so more than that is a
+ * client that does not listen; the rest are dropped as before. */
+#define REVOKED_ANSWER_BURST 20
+#define REVOKED_ANSWER_REFILL_US 3000000
+
 struct ctl_daemon {
     struct mosquitto *mosq;
     const c2d_broker_cfg *broker;
@@ -85,7 +92,9 @@ struct ctl_daemon {
     ctl_revoke *revoke; /* NULL: no broker-side cut-off */
     int64_t next_revoke_us;
     uint64_t dropped_revoked, dropped_unknown;
-    ctl_renew *renew; /* NULL: renewal requests are not served */
+    ctl_renew *renew;   /* NULL: renewal requests are not served */
+    int revoked_tokens; /* "revoked" answers left in the burst */
+    int64_t revoked_refill_us;
 };
 
 void ctl_daemon_set_revocation(ctl_daemon *d, ctl_revoke *r, int open_mode)
@@ -121,8 +130,9 @@ static const char *printable(const char *s, char *buf, size_t len);
 static void evt_log(ctl_daemon *d, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* 1 if a message of device must be ignored: its id is revoked, or (outside
- * open mode) no recorder holds it. Counted, logged rate limited. */
+/* Non-zero if a message of device must be ignored: CTL_DEV_REVOKED (its
+ * id is revoked), CTL_DEV_UNKNOWN (outside open mode no recorder holds it)
+ * or -errno (the ledger failed). Counted, logged rate limited. */
 static int device_refused(ctl_daemon *d, const char *device, const char *topic)
 {
     if (!d->gate)
@@ -145,7 +155,7 @@ static int device_refused(ctl_daemon *d, const char *device, const char *topic)
         evt_log(d, C2D_LOG_ERROR, "device %s: ignored message on %s: ledger: %s", device,
                 printable(topic, buf, sizeof(buf)), strerror(-st));
     }
-    return 1;
+    return st;
 }
 
 void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p)
@@ -185,6 +195,32 @@ static void handle_renew(ctl_daemon *d, const struct mosquitto_message *msg)
         c2d_err("renewal on %s: out of memory; no answer", topic);
         return;
     }
+    int rc =
+        mosquitto_publish_v5(d->mosq, NULL, resp_topic, (int)strlen(resp), resp, 1, false, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        c2d_warn("publish %s: %s", resp_topic, mosquitto_strerror(rc));
+    free(resp);
+}
+
+/* A renewal request of a revoked id: answered "revoked" (nothing of it
+ * read), within the rate limit, so that its agent stops asking. */
+static void answer_revoked(ctl_daemon *d, const char *device)
+{
+    int64_t now = c2d_mono_us();
+    if (now - d->revoked_refill_us >= REVOKED_ANSWER_REFILL_US) {
+        int64_t add = (now - d->revoked_refill_us) / REVOKED_ANSWER_REFILL_US;
+        d->revoked_tokens = add >= REVOKED_ANSWER_BURST - d->revoked_tokens
+                                ? REVOKED_ANSWER_BURST
+                                : d->revoked_tokens + (int)add;
+        d->revoked_refill_us = now;
+    }
+    if (d->revoked_tokens == 0)
+        return;
+    d->revoked_tokens--;
+    char resp_topic[C2D_TOPIC_MAX];
+    char *resp = NULL;
+    if (ctl_renew_answer_revoked(device, resp_topic, &resp) != 0)
+        return;
     int rc =
         mosquitto_publish_v5(d->mosq, NULL, resp_topic, (int)strlen(resp), resp, 1, false, NULL);
     if (rc != MOSQ_ERR_SUCCESS)
@@ -454,8 +490,11 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         return;
     }
     if (d->renew && ctl_renew_topic_device(msg->topic, device) == 0) {
-        if (!device_refused(d, device, msg->topic))
+        int refused = device_refused(d, device, msg->topic);
+        if (!refused)
             handle_renew(d, msg);
+        else if (refused == CTL_DEV_REVOKED)
+            answer_revoked(d, device); /* unpaired: tell it, or it asks for ever */
         return;
     }
     c2d_status st = c2d_topic_parse(msg->topic, device, &kind);
@@ -592,6 +631,7 @@ int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer 
     if (dir)
         d->subs[d->nsubs++] = EVT_SUBSCRIPTION;
     d->log_tokens = EVT_LOG_BURST;
+    d->revoked_tokens = REVOKED_ANSWER_BURST;
     d->log_refill_us = c2d_mono_us();
     d->backoff_ms = CTL_BACKOFF_MIN_MS;
     d->mosq = c2d_mqtt_new(broker, CTL_DEFAULT_CLIENT_ID, 0, d, err, errlen);

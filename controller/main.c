@@ -244,8 +244,12 @@ static int run(const ctl_config *cfg)
         }
         ap.mail_ud = mailer;
         if ((rc = ctl_rng_new("c2d-controller", &rng)) != 0 ||
-            (rc = ctl_api_new(dir, rng, &ap, &api)) != 0 || (rc = ctl_http_new(&hc, &http)) != 0 ||
-            (rc = ctl_api_routes(api, http)) != 0 || (rc = ctl_http_start(http)) != 0) {
+            (rc = ctl_api_new(dir, rng, &ap, &api)) != 0 ||
+            /* config.c checked the address: this cannot fail */
+            (rc = ctl_api_set_pairing_listener(api, cfg->pki.enabled ? cfg->pki.pairing_host : NULL,
+                                               (int)cfg->pki.pairing_port)) != 0 ||
+            (rc = ctl_http_new(&hc, &http)) != 0 || (rc = ctl_api_routes(api, http)) != 0 ||
+            (rc = ctl_http_start(http)) != 0) {
             c2d_err("http %s:%" PRId64 ": %s", cfg->http.listen, cfg->http.port, strerror(-rc));
             goto out;
         }

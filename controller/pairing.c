@@ -93,6 +93,44 @@ int ctl_pair_state_put(cJSON *recorder, const ctl_pair_state *st)
     return 0;
 }
 
+const char *ctl_pair_phase_name(ctl_pair_phase p)
+{
+    switch (p) {
+    case CTL_PAIR_PHASE_NONE:
+        break;
+    case CTL_PAIR_PHASE_CODE_ISSUED:
+        return "code_issued";
+    case CTL_PAIR_PHASE_PAIRED:
+        return "paired";
+    case CTL_PAIR_PHASE_USED:
+        return "used";
+    case CTL_PAIR_PHASE_EXPIRED:
+        return "expired";
+    case CTL_PAIR_PHASE_LOCKED:
+        return "locked";
+    }
+    return "none";
+}
+
+void ctl_pair_describe(const ctl_pair_state *st, bool has_device, int64_t now_us,
+                       ctl_pair_view *out)
+{
+    ctl_pair_view v = {.phase = CTL_PAIR_PHASE_NONE, .wrong_codes = st->fails};
+    if (st->hash[0]) {
+        v.expires_us = st->expires_us;
+        v.phase = st->used ? (has_device ? CTL_PAIR_PHASE_PAIRED : CTL_PAIR_PHASE_USED)
+                  : now_us >= st->expires_us ? CTL_PAIR_PHASE_EXPIRED
+                                             : CTL_PAIR_PHASE_CODE_ISSUED;
+    }
+    if (st->locked_until_us > now_us) {
+        v.phase = CTL_PAIR_PHASE_LOCKED;
+        v.locked_until_us = st->locked_until_us;
+    } else if (st->locked_until_us) {
+        v.wrong_codes = 0; /* as ctl_pair_check: the lock ran out, a fresh count */
+    }
+    *out = v;
+}
+
 /* ---- codes -------------------------------------------------------------- */
 
 int ctl_pair_code_norm(const char *in, char out[CTL_PAIR_CODE_LEN + 1])

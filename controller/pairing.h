@@ -77,6 +77,31 @@ int ctl_pair_state_get(const cJSON *recorder, ctl_pair_state *out);
 /* Replaces "_pair" of the recorder's JSON with st. 0 or -ENOMEM. */
 int ctl_pair_state_put(cJSON *recorder, const ctl_pair_state *st);
 
+/* What a recorder's "_pair" says, for people (GET .../state): never the
+ * code or its hash. */
+typedef enum {
+    CTL_PAIR_PHASE_NONE = 0,    /* no code was ever issued */
+    CTL_PAIR_PHASE_CODE_ISSUED, /* a code works now */
+    CTL_PAIR_PHASE_PAIRED,      /* the code was used and the recorder holds a device id */
+    CTL_PAIR_PHASE_USED,        /* the code is spent but the recorder is unpaired since */
+    CTL_PAIR_PHASE_EXPIRED,     /* the code ran out unused */
+    CTL_PAIR_PHASE_LOCKED,      /* too many wrong codes: every code refused until locked_until */
+} ctl_pair_phase;
+
+typedef struct {
+    ctl_pair_phase phase;
+    int64_t expires_us;      /* the code's expiry; 0: no code */
+    int wrong_codes;         /* counted towards the lock now (0 once a lock ran out) */
+    int64_t locked_until_us; /* 0: not locked at now */
+} ctl_pair_view;
+
+/* "none", "code_issued", "paired", "used", "expired", "locked". */
+const char *ctl_pair_phase_name(ctl_pair_phase p);
+/* Describes st at now; has_device: the recorder holds a device id. Locked
+ * wins over the code's own state. */
+void ctl_pair_describe(const ctl_pair_state *st, bool has_device, int64_t now_us,
+                       ctl_pair_view *out);
+
 /* Normalises typed input: ASCII letters upcased, '-' and ' ' dropped; the
  * rest must be exactly CTL_PAIR_CODE_LEN characters of the alphabet.
  * out gets them NUL terminated. 0 or -EINVAL. */

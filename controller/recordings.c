@@ -81,6 +81,75 @@ int ctl_rec_query(ctl_ledger *l, MDB_txn *txn, const ctl_rec_range *r, ctl_rec_l
     return rc;
 }
 
+int ctl_rec_merge(ctl_rec_list *in, size_t n, size_t max, ctl_rec_list *out)
+{
+    memset(out, 0, sizeof(*out));
+    size_t total = 0, pos[CTL_REC_DEVICES_MAX] = {0};
+    int rc = 0;
+    if (n > CTL_REC_DEVICES_MAX) {
+        rc = -EINVAL;
+        goto done;
+    }
+    for (size_t i = 0; i < n; i++) {
+        total += in[i].n;
+        out->more |= in[i].more;
+    }
+    if (total > max)
+        total = max;
+    if (total && !(out->v = malloc(total * sizeof(*out->v)))) {
+        rc = -ENOMEM;
+        goto done;
+    }
+    for (;;) {
+        /* The earliest head; on a tie the lowest index wins. */
+        size_t best = n;
+        for (size_t i = 0; i < n; i++)
+            if (pos[i] < in[i].n &&
+                (best == n || in[i].v[pos[i]].start_us < in[best].v[pos[best]].start_us))
+                best = i;
+        if (best == n)
+            break;
+        if (out->n == max) {
+            out->more = true;
+            break;
+        }
+        int64_t start = in[best].v[pos[best]].start_us;
+        out->v[out->n] = in[best].v[pos[best]++];
+        out->v[out->n++].dev = (unsigned)best;
+        for (size_t i = 0; i < n; i++) /* the same start time elsewhere: served once */
+            while (pos[i] < in[i].n && in[i].v[pos[i]].start_us == start)
+                pos[i]++;
+    }
+done:
+    for (size_t i = 0; i < n; i++)
+        ctl_rec_list_clear(&in[i]);
+    if (rc != 0)
+        ctl_rec_list_clear(out);
+    return rc;
+}
+
+int ctl_rec_query_devices(ctl_ledger *l, MDB_txn *txn, const ctl_rec_range *r,
+                          const char *const *devices, size_t n, ctl_rec_list *out)
+{
+    memset(out, 0, sizeof(*out));
+    if (!r || !devices || n == 0 || n > CTL_REC_DEVICES_MAX)
+        return -EINVAL;
+    /* Each device's first max: the merged first max are among them. */
+    ctl_rec_list in[CTL_REC_DEVICES_MAX];
+    memset(in, 0, sizeof(in));
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        ctl_rec_range one = *r;
+        one.device = devices[i];
+        rc = ctl_rec_query(l, txn, &one, &in[i]);
+    }
+    if (rc == 0)
+        return ctl_rec_merge(in, n, r->max, out);
+    for (size_t i = 0; i < n; i++)
+        ctl_rec_list_clear(&in[i]);
+    return rc;
+}
+
 void ctl_rec_list_clear(ctl_rec_list *out)
 {
     if (!out)

@@ -34,6 +34,7 @@ typedef struct {
     uint64_t size;
     char sha256[65];
     char path[CTL_LEDGER_PATH_MAX]; /* relative to data_dir */
+    unsigned dev;                   /* ctl_rec_query_devices: index of its device */
 } ctl_rec_seg;
 
 /* A query's result: segments in start order. */
@@ -59,6 +60,28 @@ typedef struct {
  * out is set on success (free with ctl_rec_list_clear) and cleared on
  * failure. */
 int ctl_rec_query(ctl_ledger *l, MDB_txn *txn, const ctl_rec_range *r, ctl_rec_list *out);
+
+/* Most device ids one camera's recordings span: its recorder's current
+ * one and earlier ones (revoked by unpairings, docs/pairing.md). */
+#define CTL_REC_DEVICES_MAX 16
+
+/* As ctl_rec_query for one camera whose segments are stored under several
+ * device ids (devices[0..n), r->device ignored): each device's servable
+ * segments (its own retention cutoff) merged in start order, as one walk
+ * would give them: at most r->max, more set when segments remain. A start
+ * time held by two devices is served once, from the device listed first
+ * (the current id). Each segment's dev is its index in devices. -EINVAL
+ * also for n 0 or over CTL_REC_DEVICES_MAX. */
+int ctl_rec_query_devices(ctl_ledger *l, MDB_txn *txn, const ctl_rec_range *r,
+                          const char *const *devices, size_t n, ctl_rec_list *out);
+
+/* Merges the n lists in[] (each in start order, at most max segments)
+ * into out, in start order, keeping the first max; on equal start times
+ * only the segment of the lowest list index is kept; out->more is set if
+ * any list had more or segments were left out; each segment's dev is set
+ * to its list's index. The lists are cleared. 0, -EINVAL (n over
+ * CTL_REC_DEVICES_MAX) or -ENOMEM (out cleared). Pure: for tests. */
+int ctl_rec_merge(ctl_rec_list *in, size_t n, size_t max, ctl_rec_list *out);
 
 /* Frees out's segments and zeroes it. NULL is a no-op. */
 void ctl_rec_list_clear(ctl_rec_list *out);

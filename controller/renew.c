@@ -299,6 +299,18 @@ static ctl_renew_result renew_txn(ctl_renew *r, ctl_dir_txn *t, const char *devi
     return CTL_RENEW_OK;
 }
 
+int ctl_renew_answer_revoked(const char *device, char resp_topic[C2D_TOPIC_MAX], char **resp)
+{
+    if (!c2d_device_id_valid(device))
+        return -EINVAL;
+    char *s = answer(CTL_RENEW_REVOKED, NULL, NULL);
+    if (!s)
+        return -ENOMEM;
+    snprintf(resp_topic, C2D_TOPIC_MAX, DEV_PREFIX "%s" CERT_SUFFIX, device);
+    *resp = s;
+    return 0;
+}
+
 int ctl_renew_handle(ctl_renew *r, const char *topic, const void *payload, size_t len,
                      ctl_renew_result *result, char resp_topic[C2D_TOPIC_MAX], char **resp,
                      c2d_pki_certinfo *info)

@@ -86,6 +86,13 @@ ctl_renew_result ctl_renew_decide(ctl_renew *r, const char *device, int held, co
                                   size_t csr_len, int64_t now_us, char **cert,
                                   c2d_pki_certinfo *info);
 
+/* The answer to a renewal request of a revoked device id, which nothing
+ * else of the request is read for (the daemon ignores revoked ids): 0 with
+ * resp_topic (c2d/v1/d/{device}/cert) and *resp ({"ok":false,"error":
+ * "revoked"}, malloc'd: free it) set, -EINVAL (device not valid) or
+ * -ENOMEM. */
+int ctl_renew_answer_revoked(const char *device, char resp_topic[C2D_TOPIC_MAX], char **resp);
+
 /* Handles one message of c2d/v1/d/{device}/csr: parses it, looks the
  * device up and decides in one directory write transaction, which also
  * holds the audit entry. Returns -EINVAL (not a renewal topic: nothing to

@@ -103,6 +103,32 @@ int ctl_revoke_mark(ctl_dir_txn *t, const char *device, uint64_t rid)
     return c2d_mdb_errno(mdb_put(txn, revoked_dbi, &gk, &gv, 0));
 }
 
+int ctl_revoke_ids_of(ctl_dir_txn *t, uint64_t rid, ctl_revoke_id_cb cb, void *ud)
+{
+    if (!revoked_open)
+        return -ENXIO;
+    MDB_cursor *c;
+    int rc = c2d_mdb_errno(mdb_cursor_open(ctl_dir_txn_mdb(t), revoked_dbi, &c));
+    if (rc != 0)
+        return rc;
+    MDB_val k, v;
+    int op = MDB_FIRST;
+    while ((rc = c2d_mdb_errno(mdb_cursor_get(c, &k, &v, op))) == 0) {
+        op = MDB_NEXT;
+        if (k.mv_size == 0 || k.mv_size > C2D_DEVICE_ID_MAX || ((char *)k.mv_data)[0] == '#' ||
+            v.mv_size != 16 || get_be64(v.mv_data) != rid)
+            continue;
+        char id[C2D_DEVICE_ID_MAX + 1];
+        memcpy(id, k.mv_data, k.mv_size);
+        id[k.mv_size] = '\0';
+        if (c2d_device_id_valid(id) &&
+            (rc = cb(ud, id, (int64_t)get_be64((unsigned char *)v.mv_data + 8))) != 0)
+            break;
+    }
+    mdb_cursor_close(c);
+    return rc == -ENOENT ? 0 : rc;
+}
+
 int ctl_revoke_status(ctl_dir *dir, const char *device)
 {
     ctl_dir_txn *t;

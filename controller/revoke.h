@@ -49,6 +49,16 @@ int ctl_revoke_mark(ctl_dir_txn *t, const char *device, uint64_t rid);
 /* 1 if device is revoked, 0 if not, -errno. */
 int ctl_revoke_is(ctl_dir_txn *t, const char *device);
 
+/* A recorder's earlier device ids (docs/pairing.md, "Unpairing"): calls
+ * cb(ud, device, at_us) for each id revoked from recorder rid, in device
+ * id order, inside t. cb returning nonzero stops the walk and is
+ * returned. A scan of the database, not an index: revocations are rare
+ * (an installer's unpairing or deletion), so the set stays small, and a
+ * scan needs no second record to keep in step nor a migration of the ids
+ * revoked before it. 0, -ENXIO (not opened), -EIO. */
+typedef int (*ctl_revoke_id_cb)(void *ud, const char *device, int64_t at_us);
+int ctl_revoke_ids_of(ctl_dir_txn *t, uint64_t rid, ctl_revoke_id_cb cb, void *ud);
+
 /* What the daemon does with a device's message. */
 typedef enum {
     CTL_DEV_HELD = 0, /* a recorder holds the id: handled */

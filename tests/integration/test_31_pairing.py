@@ -93,6 +93,10 @@ class Story:
     def ok(self, method, path, body=None, want=(200, 201, 204)):
         return self.api.ok(method, path, body, token=self.tok, want=want)
 
+    def pairing(self):
+        """The recorder's pairing outcome as GET .../state tells it."""
+        return self.ok("GET", "/api/v1/recorders/%d/state" % self.rec["id"])["pairing"]
+
     def code(self):
         return self.ok("POST", "/api/v1/recorders/%d/pairing-code" % self.rec["id"], want=(201,))
 
@@ -116,9 +120,18 @@ def pair(conf, code, check=True):
 
 
 def test_pair_and_upload(capki, cabroker, tmp_path, media):
-    s = Story(capki, tmp_path)
+    s = Story(capki, tmp_path, pki={"pairing_host": "pair.example.com",
+                                    "pairing_port": capki.pair_port})
+    assert s.pairing() == {"state": "none", "expires_at": None, "wrong_codes": 0,
+                           "locked_until": None}
     got = s.code()
     code = got["code"]
+    # the pairing listener, as configured, for the installer to pass on
+    assert got["pairing"] == {"host": "pair.example.com", "port": capki.pair_port}, got
+    st = s.pairing()
+    assert st == {"state": "code_issued", "expires_at": got["expires_at"], "wrong_codes": 0,
+                  "locked_until": None}, st
+    assert code not in json.dumps(st) and "hash" not in st
     assert len(code) == 9 and code[4] == "-", got
     assert set(code.replace("-", "")) <= set("23456789ABCDEFGHJKMNPQRSTUVWXYZ"), got
     dev = got["device_id"]
@@ -141,6 +154,7 @@ def test_pair_and_upload(capki, cabroker, tmp_path, media):
     assert json.loads((ident / "identity.json").read_text())["device_id"] == dev
     segs = s.ctl.segments()
     assert segs and {x["device"] for x in segs} == {dev}, segs
+    assert s.pairing()["state"] == "paired"
 
     # the same code again: used (and the identity stays as it was)
     before = os.readlink(ident)
@@ -154,19 +168,32 @@ def test_pair_and_upload(capki, cabroker, tmp_path, media):
     assert os.readlink(ident) != before
     assert show(ident / "device.crt")["cn"] == dev
     assert not (tmp_path / "agent" / "state" / before).exists()
+    assert s.pairing()["state"] == "paired"
+
+    # unpaired: the code is spent, the recorder holds no device id
+    s.ok("DELETE", "/api/v1/recorders/%d/pairing" % s.rec["id"])
+    assert s.pairing()["state"] == "used"
 
 
 def test_wrong_codes_lock(capki, cabroker, tmp_path):
     s = Story(capki, tmp_path)
-    code = s.code()["code"]
+    got = s.code()
+    code = got["code"]
+    assert "pairing" not in got, got  # no pki.pairing_host: not told
     conf = s.agent("agent", [{"id": 1, "source": "/dev/null"}])
     wrong = "2222-2222" if code != "2222-2222" else "3333-3333"
     for i in range(5):
         r = pair(conf, wrong, check=False)
         assert r.returncode != 0 and b"wrong_code" in r.stderr, r.stderr
+        if i < 4:  # the outcome, readable without audit.get
+            assert s.pairing() == {"state": "code_issued", "expires_at": got["expires_at"],
+                                   "wrong_codes": i + 1, "locked_until": None}
+    st = s.pairing()
+    assert st["state"] == "locked" and st["locked_until"] and st["wrong_codes"] == 0, st
     # locked: even the right code is refused now
     r = pair(conf, code, check=False)
     assert r.returncode != 0 and b"locked" in r.stderr, r.stderr
+    assert s.pairing()["locked_until"] == st["locked_until"]
     assert not (tmp_path / "agent" / "state" / "identity").exists()
     assert "pairing_refused" in json.dumps(
         s.ok("GET", "/api/v1/audit?kind=recorder&id=%d" % s.rec["id"]))
@@ -177,6 +204,7 @@ def test_expired_code_fails(capki, cabroker, tmp_path):
     got = s.code()
     conf = s.agent("agent", [{"id": 1, "source": "/dev/null"}])
     time.sleep(3)
+    assert s.pairing()["state"] == "expired"
     r = pair(conf, got["code"], check=False)
     assert r.returncode != 0 and b"expired" in r.stderr, r.stderr
     assert not (tmp_path / "agent" / "state" / "identity").exists()

@@ -49,7 +49,9 @@ class Installer:
                                    "issuing_key": str(capki.dir / "issuing.key"),
                                    "chain": str(capki.dir / "chain.crt"),
                                    "device_days": 30,
-                                   "device_host": HOST, "device_port": capki.dev_port})
+                                   "device_host": HOST, "device_port": capki.dev_port,
+                                   # the pairing listener, given with each code
+                                   "pairing_host": HOST, "pairing_port": capki.pair_port})
         self.ctl.init(DIST, DIST_PW)
         self.ctl.start()
         wait_for(lambda: port_open(self.port) or not self.ctl.alive(), 20, "the API",
@@ -82,19 +84,20 @@ class Installer:
         return self.api.ok(method, path, body, token=self.tok, want=want)
 
     def wizard_cmd(self, *extra):
+        """No --broker: the controller gives the pairing listener."""
         return [PYTHON, WIZARD, "--api", "http://127.0.0.1:%d" % self.port, "--email", EMAIL,
                 "--password-file", self.dir / "password",
-                "--broker", "%s:%d" % (HOST, self.capki.pair_port),
                 "--firmware-dir", REPO / "firmware-configs"] + list(extra)
 
     def agent_conf(self, code, channels):
         """The recorder's agent in pairing mode, the code in its configuration."""
         cfg = {"serial": SERIAL, "state_dir": str(self.dir / "agent" / "state"),
-               "pairing_code": code,
                "pairing": {"host": HOST, "port": self.capki.pair_port,
                            "ca_file": str(self.capki.ca)},
                "segment_seconds": 10, "chunk_bytes": 65536, "ack_timeout_s": 3,
                "channels": channels}
+        if code:
+            cfg["pairing_code"] = code
         p = self.dir / "agent"
         p.mkdir(parents=True, exist_ok=True)
         (p / "agent.json").write_text(json.dumps(cfg, indent=2))
@@ -142,6 +145,7 @@ def test_wizard_answers_story(capki, cabroker, tmp_path, media):  # noqa: F811
         assert got != "exited", text(tmp_path, "wizard.err")
         code = got["code"]
         assert len(code) == 9 and code[4] == "-" and got["serial"] == SERIAL, got
+        # from the code's answer (pki.pairing_host/_port): no --broker given
         assert got["broker"] == "%s:%d" % (HOST, capki.pair_port), got
         assert code_file.stat().st_mode & 0o777 == 0o600
         # step 4 made the recorder, its channels as answered, and a code
@@ -217,8 +221,44 @@ def test_wizard_answers_invalid(capki, cabroker, tmp_path):  # noqa: F811
     assert s.ok("GET", "/api/v1/recorders")["items"] == []
     vd = s.ok("GET", "/api/v1/vdisks/%d" % s.vdisk["id"])
     assert vd["state"] == "pending" and vd["recorder_id"] is None, vd
-    # no agent ever comes: the wizard says so, removes its recorder, exit 1
-    rc, err, out = wizard(confirm={"timeout_s": 3})
-    assert rc == 1 and "did not come online within 3 s" in err, err
-    assert "removed recorder" in err, err
+    # no agent ever comes: the wizard says so, removes its recorder, exit 1;
+    # --broker overrides the listener the controller gives
+    r = subprocess.run([str(c) for c in s.wizard_cmd(
+        "--answers", answers(tmp_path, confirm={"timeout_s": 3}),
+        "--json", "--broker", "broker.example.com:9999")], capture_output=True, text=True,
+        timeout=60)
+    assert r.returncode == 1 and "did not come online within 3 s" in r.stderr, r.stderr
+    assert "removed recorder" in r.stderr, r.stderr
+    assert "Broker (pairing listener): broker.example.com:9999" in r.stderr, r.stderr
+    assert s.ok("GET", "/api/v1/recorders")["items"] == []
+
+
+@pytest.mark.timeout(180)
+def test_wizard_wrong_codes(capki, cabroker, tmp_path):  # noqa: F811
+    """The recorder sends wrong codes: the wizard reads the outcome from the
+    recorder's state (no audit log needed), reports the lock, and removes
+    its recorder."""
+    s = Installer(capki, tmp_path)
+    code_file = tmp_path / "code.json"
+    p = spawn(s.wizard_cmd("--answers", answers(tmp_path, confirm={"timeout_s": 120}),
+                           "--code-file", code_file), tmp_path)
+    try:
+        got = wait_for(lambda: code_file.exists() and json.loads(code_file.read_text())
+                       or (p.poll() is not None and "exited"), 60,
+                       "the wizard's code file", on_timeout=lambda: text(tmp_path, "wizard.err"))
+        assert got != "exited", text(tmp_path, "wizard.err")
+        conf = s.agent_conf(None, [{"id": 1, "source": "/dev/null"}])
+        wrong = "2222-2222" if got["code"] != "2222-2222" else "3333-3333"
+        for _ in range(5):
+            r = subprocess.run([str(AGENT_BIN), "pair", "-c", str(conf), "--code", wrong],
+                               capture_output=True, timeout=60)
+            assert r.returncode != 0 and b"wrong_code" in r.stderr, r.stderr
+        rc = p.wait(60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    err = text(tmp_path, "wizard.err")
+    assert rc == 1 and "step 5 (confirm): the recorder typed a wrong code 5 times: its serial " \
+        "is locked until" in err, err
+    assert "removed recorder" in text(tmp_path, "wizard.out"), text(tmp_path, "wizard.out")
     assert s.ok("GET", "/api/v1/recorders")["items"] == []

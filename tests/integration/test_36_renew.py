@@ -8,7 +8,8 @@ c2d/v1/d/{device}/csr, stores the answer from .../cert as a new identity
 (symlink swap), reconnects and keeps uploading. The new certificate has a
 new serial, CN = device id and a later notAfter; the old identity directory
 is gone. A second request within the hour is answered too_soon; once the
-recorder is deleted, its device is refused (revoked)."""
+recorder is deleted, its device's requests are answered revoked and nothing
+else of them is processed."""
 
 import json
 import os
@@ -157,13 +158,15 @@ def test_renew_and_keep_uploading(capki, cabroker, tmp_path, media):
     assert ask(capki, cert, dev, csr_request(ident / "device.key", dev)) == \
         {"ok": False, "error": "too_soon"}
 
-    # the recorder deleted: its device id is revoked and its request refused
-    # (the daemon ignores every message of a revoked id, controller/revoke.h;
-    # a request that reaches renewal without a recorder is answered "revoked",
-    # tests/unit/test_renew.c)
+    # the recorder deleted: its device id is revoked. The daemon ignores
+    # every message of a revoked id (controller/revoke.h) but answers a
+    # renewal request "revoked", so that its agent stops asking and says it
+    # must be paired again (tests/unit/test_renew.c)
     s.ok("DELETE", "/api/v1/recorders/%d" % s.rec["id"])
-    assert ask(capki, cert, dev, csr_request(ident / "device.key", dev), timeout=5,
-               want_answer=False) is None
+    assert ask(capki, cert, dev, csr_request(ident / "device.key", dev), timeout=5) == \
+        {"ok": False, "error": "revoked"}
+    # nothing else of it is read: not even the payload
+    assert ask(capki, cert, dev, "not json", timeout=5) == {"ok": False, "error": "revoked"}
     wait_for(lambda: re.search(r"device %s: ignored message on c2d/v1/d/%s/csr: device id revoked"
                                % (dev, dev), s.ctl.log_text()), 10, "the request refused")
     assert s.ctl.log_text().count("renewal on c2d/v1/d/%s/csr: certificate" % dev) == 1

@@ -287,6 +287,18 @@ static void test_agent(c2d_pki *p)
     CHECK(agent_renew_step(r, due + 63, 1, &req2, msg, sizeof(msg)) == AGENT_RENEW_IDLE);
     free(req);
     free(req2);
+    req = req2 = NULL;
+    /* revoked (unpaired): said plainly, and never asked again */
+    int64_t later = agent_renew_due(r);
+    if (later < due + 62 + AGENT_RENEW_GAP_S)
+        later = due + 62 + AGENT_RENEW_GAP_S;
+    CHECK(agent_renew_step(r, later, 1, &req, msg, sizeof(msg)) == AGENT_RENEW_SEND && req);
+    agent_renew_deliver(r, "{\"ok\":false,\"error\":\"revoked\"}", 30);
+    CHECK(agent_renew_step(r, later + 1, 1, &req2, msg, sizeof(msg)) == AGENT_RENEW_REFUSED);
+    CHECK(strstr(msg, "revoked") && strstr(msg, "pair this recorder again"));
+    CHECK(agent_renew_step(r, later + 30 * 86400, 1, &req2, msg, sizeof(msg)) == AGENT_RENEW_IDLE &&
+          !req2);
+    free(req);
     agent_renew_free(r);
     ctl_renew_free(cr);
 }

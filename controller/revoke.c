@@ -6,14 +6,18 @@
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/types.h>
 
 #define GEN_KEY "#gen"
+/* The broker's process name (/proc/PID/comm): only it gets the SIGHUP. */
+#define BROKER_COMM "mosquitto"
 /* A pid file holds a number and a newline. */
 #define PID_FILE_MAX 32
 /* One deny block: "user " id "\ntopic deny c2d/v1/#\n\n". */
@@ -276,6 +280,28 @@ static int signal_broker(const char *pid_file, char *err, size_t errlen)
     if (!ok) {
         snprintf(err, errlen, "broker pid file %s: not a process id", pid_file);
         return -EINVAL;
+    }
+    /* A stale pid file (the broker died, its pid was reused) must not get
+     * another process a SIGHUP, whose default action ends it. */
+    char comm_path[64], comm[32];
+    snprintf(comm_path, sizeof(comm_path), "/proc/%ld/comm", pid);
+    int fd = open(comm_path, O_RDONLY | O_CLOEXEC);
+    ssize_t got = fd >= 0 ? read(fd, comm, sizeof(comm) - 1) : -1; /* procfs: no size */
+    if (fd >= 0)
+        close(fd);
+    if (got < 0) {
+        snprintf(err, errlen, "broker pid file %s: process %ld: not running (stale pid file)",
+                 pid_file, pid);
+        return -ESRCH;
+    }
+    n = (size_t)got;
+    while (n && comm[n - 1] == '\n')
+        n--;
+    ok = n == strlen(BROKER_COMM) && memcmp(comm, BROKER_COMM, n) == 0;
+    if (!ok) {
+        snprintf(err, errlen, "broker pid file %s: process %ld is not %s (stale pid file)",
+                 pid_file, pid, BROKER_COMM);
+        return -ESRCH;
     }
     if (kill((pid_t)pid, SIGHUP) != 0) {
         rc = -errno;

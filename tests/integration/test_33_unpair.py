@@ -246,3 +246,24 @@ def test_controller_ignores_revoked_device(rpki, rbroker, tmp_path):
              in s.ctl.log_text(), 15, "the ACL applied at start", on_timeout=s.ctl.diag)
     time.sleep(0.5)
     assert refused(pub(rpki, "c2d/v1/d/%s/state" % dev, "x", cert=cert))
+
+
+def test_stale_pid_file_signals_nobody(rpki, rbroker, tmp_path):
+    """A pid file that names another process (the broker died and its pid
+    was reused) gets that process no SIGHUP, whose default action would end
+    it: the controller checks /proc/PID/comm, says the pid file is stale and
+    retries."""
+    bystander = subprocess.Popen(["sleep", "120"])
+    stale = tmp_path / "stale.pid"
+    stale.write_text("%d\n" % bystander.pid)
+    try:
+        s = Story(rpki, tmp_path, revocation={"acl_file": str(rpki.dir / "acl"),
+                                              "broker_pid_file": str(stale)})
+        wait_for(lambda: "is not mosquitto (stale pid file)" in s.ctl.log_text(), 10,
+                 "the stale pid file reported", on_timeout=s.ctl.diag)
+        time.sleep(0.5)
+        assert bystander.poll() is None, "the bystander got a signal"
+        assert s.ctl.alive()
+    finally:
+        bystander.kill()
+        bystander.wait()

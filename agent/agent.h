@@ -21,9 +21,11 @@
 #define AGENT_AGENT_H
 
 #include "agent/config.h"
+#include "agent/observer.h"
 
 #include <signal.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct agent agent;
 
@@ -48,6 +50,25 @@ int agent_new(const agent_config *cfg, agent **out, char *err, size_t errlen);
  * the caller's signal mask. Returns 0, or -1 with err filled (call
  * agent_free anyway). */
 int agent_start(agent *a, char *err, size_t errlen);
+
+/* Before agent_start: fn receives every segment event (agent/observer.h).
+ * Called from the channel and uploader threads: must be quick and thread
+ * safe. Without an observer the agent pays one NULL check per event. */
+void agent_set_seg_observer(agent *a, agent_seg_observer fn, void *ud);
+
+/* Counters an embedder polls (any thread, after agent_start). */
+typedef struct {
+    int connected;             /* to the broker now */
+    uint64_t connects;         /* successful connections since start */
+    uint64_t disconnects;      /* connections lost since start (not our own stop) */
+    uint64_t corrupted_frames; /* chunk frames damaged by the test hook */
+} agent_counters;
+void agent_get_counters(agent *a, agent_counters *out);
+
+/* Process-wide settings for a process that runs agents: malloc arenas and
+ * thresholds tuned for many threads that allocate little (c2d-agent, the
+ * fleet simulator). Call first thing in main. */
+void agent_tune_malloc(void);
 
 /* Runs on the caller's thread until *stop is nonzero, or, if
  * exit_when_done, until every channel has finished and the spool is empty.

@@ -123,6 +123,9 @@ struct agent_channel {
     int realtime;
     int loop;
     int64_t segment_us;
+    double speed; /* realtime pacing factor, > 0 */
+    agent_seg_observer observer;
+    void *observer_ud;
     agent_spool *spool;
     int live;
     const char *path; /* source as a file system path (without "file:") */
@@ -687,6 +690,21 @@ static int close_segment(ch_run *r, int64_t end_90k)
         unlink(r->seg_tmp);
         return run_fail(r, "spool: %s", strerror(-rc));
     }
+    agent_seg_notify(ch->observer, ch->observer_ud, AGENT_SEG_SPOOLED, ch->id, seg.start_us,
+                     (int64_t)seg.size, NULL);
+    if (dropped.segments > 0 && ch->observer) {
+        agent_seg_event ev = {
+            .kind = AGENT_SEG_DROPPED,
+            .channel = -1, /* the spool evicts the oldest of any channel */
+            .start_us = dropped.oldest_start_us,
+            .bytes = (int64_t)dropped.bytes,
+            .mono_us = c2d_mono_us(),
+            .reason = "spool_full",
+            .segments = (int64_t)dropped.segments,
+            .last_start_us = dropped.newest_start_us,
+        };
+        ch->observer(ch->observer_ud, &ev);
+    }
     r->w.last_start_us = seg.start_us;
     if (ch->live)
         ch->live_last_start = seg.start_us;
@@ -725,7 +743,7 @@ static int pace(ch_run *r, int64_t dts)
         r->pace_ts0 = dts;
         return RUN_OK;
     }
-    int64_t target = r->pace_mono0 + to_us(dts - r->pace_ts0);
+    int64_t target = r->pace_mono0 + (int64_t)((double)to_us(dts - r->pace_ts0) / r->ch->speed);
     if (target > now)
         return sleep_or_stop(r->ch, target - now) ? RUN_STOP : RUN_OK;
     if (now - target > PACE_RESYNC_US) {
@@ -1048,6 +1066,9 @@ int agent_channel_start(const agent_channel_cfg *cfg, agent_spool *spool, agent_
     ch->realtime = cfg->realtime;
     ch->loop = cfg->loop;
     ch->segment_us = cfg->segment_us > 0 ? cfg->segment_us : DEFAULT_SEGMENT_US;
+    ch->speed = cfg->speed > 0 ? cfg->speed : 1.0;
+    ch->observer = cfg->observer;
+    ch->observer_ud = cfg->observer_ud;
     ch->spool = spool;
     ch->live_last_start = INT64_MIN;
     ch->status.state = AGENT_CH_STARTING;

@@ -9,6 +9,7 @@
 #ifndef AGENT_CHANNEL_H
 #define AGENT_CHANNEL_H
 
+#include "agent/observer.h"
 #include "agent/spool.h"
 
 #include <stdint.h>
@@ -22,6 +23,11 @@ typedef struct {
     int realtime;       /* pace file sources at their timestamps */
     int loop;           /* restart file sources at their end */
     int64_t segment_us; /* target segment duration */
+    /* Realtime pacing factor: 4 feeds a realtime file source 4x faster
+     * (the fleet simulator); <= 0 means 1. */
+    double speed;
+    agent_seg_observer observer; /* may be NULL (agent/observer.h) */
+    void *observer_ud;
 } agent_channel_cfg;
 
 typedef enum {

@@ -373,6 +373,31 @@ fail:
     return -1;
 }
 
+int agent_config_set_test_corrupt(agent_config *cfg, const char *spec)
+{
+    int content;
+    const char *num;
+    if (strncmp(spec, "crc:", 4) == 0) {
+        content = 0;
+        num = spec + 4;
+    } else if (strncmp(spec, "content:", 8) == 0) {
+        content = 1;
+        num = spec + 8;
+    } else {
+        return -EINVAL;
+    }
+    if (*num < '0' || *num > '9')
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    long long n = strtoll(num, &end, 10);
+    if (errno || *end || n < 0 || n > 1000)
+        return -EINVAL;
+    cfg->test_corrupt_permille = n;
+    cfg->test_corrupt_content = content;
+    return 0;
+}
+
 void agent_config_free(agent_config *cfg)
 {
     if (!cfg)

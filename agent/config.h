@@ -79,6 +79,19 @@ typedef struct {
     /* Certificate renewal (agent/renew.h): renew this many seconds before
      * notAfter; 0: in the last third of the certificate's lifetime. */
     int64_t renew_before_s;
+    /* Not JSON keys: set only by embedders (the fleet simulator) and by
+     * c2d-agent from the environment (C2D_TEST_CORRUPT_CHUNKS), zero after
+     * agent_config_load. */
+    /* Test hook: damages this many per mille of chunk frames after they
+     * leave the spool (the spool file is untouched), to test the
+     * controller's checks: 0 the CRC no longer matches (bad_crc), 1
+     * (test_corrupt_content) the payload changes with a valid CRC, so only
+     * the segment's SHA-256 catches it (hash_mismatch). 0: off. */
+    int64_t test_corrupt_permille; /* 0..1000 */
+    int test_corrupt_content;
+    /* Realtime pacing factor for every realtime channel (4: 4x faster than
+     * the recording); 0 means 1. */
+    double realtime_speed;
 } agent_config;
 
 /* Loads and validates path into *out (written only on success). Returns 0,
@@ -88,6 +101,11 @@ int agent_config_load(const char *path, agent_config *out, char *err, size_t err
 
 /* Frees everything a successful load allocated. NULL is a no-op. */
 void agent_config_free(agent_config *cfg);
+
+/* Sets the test hook's fields from "crc:N" or "content:N" (N per mille of
+ * chunk frames, 0..1000; the value of C2D_TEST_CORRUPT_CHUNKS). Returns 0,
+ * or -EINVAL (cfg unchanged) for anything else. */
+int agent_config_set_test_corrupt(agent_config *cfg, const char *spec);
 
 /* 1 if source is a URL ("scheme:..."), which is passed to libavformat as is
  * and never resolved against the configuration directory. */

@@ -12,28 +12,23 @@
  * Exit codes: 0 success; 1 runtime failure, invalid configuration for
  * check-config and status, or --exit-when-done with parked segments;
  * 2 bad command line, or invalid configuration for run (so a supervisor
- * does not respawn an agent that cannot start). */
+ * does not respawn an agent that cannot start).
+ *
+ * Test hook: C2D_TEST_CORRUPT_CHUNKS=crc:N or content:N damages N per mille
+ * of the chunk frames run sends (agent_config's test_corrupt_*; tools/chaos
+ * uses it). A malformed value is a usage error (exit 2). */
 #include "agent/agent.h"
 #include "agent/config.h"
 #include "agent/pair.h"
 #include "common/c2d_log.h"
 
-#include <malloc.h>
 #include <mosquitto.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* glibc gives every thread that allocates its own malloc arena (up to 8 per
- * core), each holding ~1.5 MiB of its own free memory: with 16 channel
- * threads that is most of the agent's private memory. Two arenas measured
- * 8 MiB less RSS with 16 channels; the threads allocate rarely enough that
- * sharing costs nothing. */
-#define MALLOC_ARENAS 2
-/* Above the largest frame (1 MiB chunk + header); trim only large slack. */
-#define MALLOC_MMAP_THRESHOLD (2 * 1024 * 1024)
-#define MALLOC_TRIM_THRESHOLD (8 * 1024 * 1024)
+#define CORRUPT_ENV "C2D_TEST_CORRUPT_CHUNKS"
 
 static volatile sig_atomic_t stop_requested;
 
@@ -152,11 +147,7 @@ int main(int argc, char **argv)
     const char *cmd = "run", *config = NULL, *pair_code = NULL;
     int exit_when_done = 0, verbose = 0, i = 1;
     c2d_log_set_name("c2d-agent");
-    mallopt(M_ARENA_MAX, MALLOC_ARENAS);
-    /* libmosquitto copies every published chunk (up to 1 MiB): keep those
-     * copies on the heap rather than an mmap/munmap and page faults each. */
-    mallopt(M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD);
-    mallopt(M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD);
+    agent_tune_malloc();
 
     if (i < argc && argv[i][0] != '-') {
         cmd = argv[i++];
@@ -231,6 +222,16 @@ int main(int argc, char **argv)
         c2d_err("%s: serial %s is not paired yet", config, cfg.serial);
         agent_config_free(&cfg);
         return AGENT_EXIT_ERROR;
+    }
+    const char *corrupt = getenv(CORRUPT_ENV);
+    if (is_run && corrupt && corrupt[0]) {
+        if (agent_config_set_test_corrupt(&cfg, corrupt) != 0) {
+            c2d_err("%s=\"%s\": expected crc:N or content:N with N per mille (0..1000)",
+                    CORRUPT_ENV, corrupt);
+            agent_config_free(&cfg);
+            return AGENT_EXIT_USAGE;
+        }
+        c2d_warn("test hook %s=%s: damaging chunk frames on purpose", CORRUPT_ENV, corrupt);
     }
     int code;
     if (strcmp(cmd, "check-config") == 0) {

@@ -20,8 +20,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Largest answer: a certificate and a chain of two, with JSON escaping. */
-#define RESP_MAX (3 * C2D_PKI_FILE_MAX)
 /* Keepalive of the short pairing session. */
 #define PAIR_KEEPALIVE_S 30
 
@@ -54,7 +52,7 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
 {
     pair_io *io = ud;
     if (io->resp || strcmp(msg->topic, io->resp_topic) != 0 || msg->payloadlen <= 0 ||
-        msg->payloadlen > RESP_MAX)
+        msg->payloadlen > AGENT_PAIR_ANSWER_MAX)
         return;
     if ((io->resp = malloc((size_t)msg->payloadlen + 1))) {
         memcpy(io->resp, msg->payload, (size_t)msg->payloadlen);
@@ -134,6 +132,71 @@ static const char *jstr(const cJSON *o, const char *k)
 {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
     return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+
+int agent_pair_answer_parse(c2d_pki *pki, const void *buf, size_t len, agent_pair_answer *out,
+                            char *err, size_t errlen)
+{
+    if (len == 0 || len > AGENT_PAIR_ANSWER_MAX) {
+        snprintf(err, errlen, "the controller's answer is empty or larger than %d bytes",
+                 AGENT_PAIR_ANSWER_MAX);
+        return -EMSGSIZE;
+    }
+    int rc = -EPROTO;
+    cJSON *r = cJSON_ParseWithLength(buf, len);
+    if (!r || !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
+        snprintf(err, errlen, "the controller's answer does not parse");
+        goto out;
+    }
+    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
+        const char *e = jstr(r, "error");
+        snprintf(err, errlen, "the controller refused the pairing: %s", e ? e : "(no reason)");
+        rc = -EACCES;
+        goto out;
+    }
+    const cJSON *b = cJSON_GetObjectItemCaseSensitive(r, "broker");
+    const char *dev = jstr(r, "device_id"), *cert = jstr(r, "cert"), *chain = jstr(r, "chain"),
+               *host = jstr(b, "host");
+    const cJSON *port = cJSON_GetObjectItemCaseSensitive(b, "port");
+    agent_pair_answer a;
+    memset(&a, 0, sizeof(a));
+    if (!dev || !c2d_device_id_valid(dev) || !cert || !chain || !host || !host[0] ||
+        strlen(host) >= sizeof(a.id.host) || !cJSON_IsNumber(port) || port->valuedouble < 1 ||
+        port->valuedouble > 65535) {
+        snprintf(err, errlen, "the controller's answer lacks a field or has a bad one");
+        goto out;
+    }
+    /* The certificate must be for the device id. Whether it holds our key
+     * is not checked here nor by agent_pair (renewal checks it:
+     * cert_fits_key in agent/renew.c). */
+    c2d_pki_certinfo info;
+    if (c2d_pki_cert_info(pki, cert, strlen(cert), &info) != 0 || strcmp(info.cn, dev) != 0) {
+        snprintf(err, errlen, "the certificate is not for device \"%s\"", dev);
+        goto out;
+    }
+    snprintf(a.id.device_id, sizeof(a.id.device_id), "%s", dev);
+    snprintf(a.id.host, sizeof(a.id.host), "%s", host);
+    a.id.port = (int64_t)port->valuedouble;
+    if (!(a.cert = strdup(cert)) || !(a.chain = strdup(chain))) {
+        agent_pair_answer_clear(&a);
+        snprintf(err, errlen, "out of memory");
+        rc = -ENOMEM;
+        goto out;
+    }
+    *out = a;
+    rc = 0;
+out:
+    cJSON_Delete(r);
+    return rc;
+}
+
+void agent_pair_answer_clear(agent_pair_answer *a)
+{
+    if (!a)
+        return;
+    free(a->cert);
+    free(a->chain);
+    memset(a, 0, sizeof(*a));
 }
 
 /* Writes the new identity directory and swaps the symlink to it. */
@@ -246,7 +309,9 @@ int agent_pair(const agent_pair_params *p, agent_identity *out, char *err, size_
     c2d_pki *pki = NULL;
     c2d_pki_key *key = NULL;
     char *csr = NULL, *req = NULL, *resp = NULL;
-    cJSON *rj = NULL, *r = NULL;
+    cJSON *rj = NULL;
+    agent_pair_answer ans;
+    memset(&ans, 0, sizeof(ans));
     int rc = c2d_pki_new(&pki);
     if (rc != 0) {
         snprintf(err, errlen, "random generator: %s", strerror(-rc));
@@ -264,46 +329,16 @@ int agent_pair(const agent_pair_params *p, agent_identity *out, char *err, size_
         rc = -ENOMEM;
         goto out;
     }
-    if ((rc = exchange(p, req, &resp, err, errlen)) != 0)
+    if ((rc = exchange(p, req, &resp, err, errlen)) != 0 ||
+        (rc = agent_pair_answer_parse(pki, resp, strlen(resp), &ans, err, errlen)) != 0)
         goto out;
-    rc = -EPROTO;
-    if (!(r = cJSON_Parse(resp)) || !cJSON_IsBool(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
-        snprintf(err, errlen, "the controller's answer does not parse");
+    if ((rc = agent_identity_store(pki, p->state_dir, key, ans.cert, ans.chain, &ans.id, err,
+                                   errlen)) != 0)
         goto out;
-    }
-    if (!cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(r, "ok"))) {
-        const char *e = jstr(r, "error");
-        snprintf(err, errlen, "the controller refused the pairing: %s", e ? e : "(no reason)");
-        rc = -EACCES;
-        goto out;
-    }
-    const cJSON *b = cJSON_GetObjectItemCaseSensitive(r, "broker");
-    const char *dev = jstr(r, "device_id"), *cert = jstr(r, "cert"), *chain = jstr(r, "chain"),
-               *host = jstr(b, "host");
-    const cJSON *port = cJSON_GetObjectItemCaseSensitive(b, "port");
-    agent_identity id;
-    memset(&id, 0, sizeof(id));
-    if (!dev || !c2d_device_id_valid(dev) || !cert || !chain || !host || !host[0] ||
-        strlen(host) >= sizeof(id.host) || !cJSON_IsNumber(port) || port->valuedouble < 1 ||
-        port->valuedouble > 65535) {
-        snprintf(err, errlen, "the controller's answer lacks a field or has a bad one");
-        goto out;
-    }
-    /* The certificate must be ours: for the device id, with our key. */
-    c2d_pki_certinfo info;
-    if (c2d_pki_cert_info(pki, cert, strlen(cert), &info) != 0 || strcmp(info.cn, dev) != 0) {
-        snprintf(err, errlen, "the certificate is not for device \"%s\"", dev);
-        goto out;
-    }
-    snprintf(id.device_id, sizeof(id.device_id), "%s", dev);
-    snprintf(id.host, sizeof(id.host), "%s", host);
-    id.port = (int64_t)port->valuedouble;
-    if ((rc = agent_identity_store(pki, p->state_dir, key, cert, chain, &id, err, errlen)) != 0)
-        goto out;
-    *out = id;
+    *out = ans.id;
     rc = 0;
 out:
-    cJSON_Delete(r);
+    agent_pair_answer_clear(&ans);
     cJSON_Delete(rj);
     free(resp);
     free(req);

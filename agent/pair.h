@@ -45,6 +45,31 @@ typedef struct {
     int64_t port;
 } agent_identity;
 
+/* Largest answer: a certificate and a chain of two, with JSON escaping. */
+#define AGENT_PAIR_ANSWER_MAX (3 * C2D_PKI_FILE_MAX)
+
+/* The controller's answer on c2d/v1/pair/{serial}/resp, checked. */
+typedef struct {
+    agent_identity id;
+    char *cert;  /* PEM of the device's certificate, malloc'd */
+    char *chain; /* PEM of the CA chain, malloc'd (may be "") */
+} agent_pair_answer;
+
+/* Parses the answer (len bytes, JSON, not NUL terminated) agent_pair
+ * waits for: {"ok":true,"device_id","cert","chain","broker":{"host",
+ * "port"}} or {"ok":false,"error"}. An accepted answer has a valid device
+ * id, a host of 1..255 bytes, a port 1..65535 and a certificate that
+ * parses with CN = device id (pki reads it; whether it holds the
+ * recorder's key is not checked). 0 with *out set (free it with
+ * agent_pair_answer_clear); -EACCES: a refusal, err names the controller's
+ * reason; -EPROTO: does not parse, or a field is missing or bad;
+ * -EMSGSIZE: empty or over AGENT_PAIR_ANSWER_MAX; -ENOMEM. *out is written
+ * only on success; err is always set on failure. */
+int agent_pair_answer_parse(c2d_pki *pki, const void *buf, size_t len, agent_pair_answer *out,
+                            char *err, size_t errlen);
+/* Frees what a successful parse allocated and zeroes a. NULL is a no-op. */
+void agent_pair_answer_clear(agent_pair_answer *a);
+
 /* Pairs (mosquitto_lib_init must have been called). 0 with out set and the
  * identity stored; -EACCES with err naming the controller's refusal
  * (wrong_code, expired, used, locked, unknown_serial, bad_csr);

@@ -32,6 +32,10 @@
 /* Ack queue slots beyond window + lanes: room for stale and duplicate acks
  * after a reconnect. */
 #define ACK_QUEUE_SLACK 64
+/* The thread's frames are small (a path, the lane table for the scheduler,
+ * a SHA-256 context, log formatting); the default 8 MiB is address space
+ * that a process with hundreds of agents (the fleet simulator) notices. */
+#define UPLOADER_STACK_BYTES (256u << 10)
 
 typedef enum {
     REACT_PARK,    /* keep in the spool, report, move to the next segment */
@@ -82,6 +86,7 @@ typedef struct {
     uint64_t rewound_to;
     int64_t last_ack_us;
     unsigned begin_tries, storage_tries, hash_tries;
+    int damaged;
 } seg_state;
 
 typedef struct {
@@ -98,6 +103,9 @@ typedef struct {
     unsigned begin_tries; /* begins without an answer */
     unsigned storage_tries;
     unsigned hash_tries;
+    /* The test hook changed a chunk of this segment's content since the
+     * controller last discarded it: its hash_mismatch is expected. */
+    int damaged;
     int64_t parked[AGENT_UPLOADER_PARK_MAX];
     size_t n_parked;
     int64_t park_floor; /* every segment up to this start is parked */
@@ -126,6 +134,8 @@ struct agent_uploader {
     int connected; /* the uploader thread's view */
     uint64_t bytes_sent, bytes_committed, n_committed, n_duplicate, n_rejections, n_stale;
     uint64_t n_backup_off;
+    uint64_t rng;         /* test hook's PRNG state */
+    uint64_t n_corrupted; /* frames the test hook damaged */
 
     pthread_t thread;
     pthread_mutex_t mu; /* guards everything below, up to smu */
@@ -191,6 +201,13 @@ static void emit(agent_uploader *up, const lane *l, agent_upload_event_type type
     emit_seg(up, l->ch, &l->seg, type, offset, reason, action, err);
 }
 
+static void observe(agent_uploader *up, uint16_t ch, const agent_segment *seg,
+                    agent_seg_event_kind kind, const char *reason)
+{
+    agent_seg_notify(up->cfg.observer, up->cfg.observer_ud, kind, ch, seg->start_us,
+                     (int64_t)seg->size, reason);
+}
+
 static void set_reason(lane *l, const char *reason)
 {
     size_t n = strlen(reason);
@@ -216,6 +233,7 @@ static void go_idle(lane *l, int64_t next_poll_us)
     l->phase = AGENT_LANE_IDLE;
     memset(&l->seg, 0, sizeof(l->seg));
     l->sent = l->confirmed = 0;
+    l->damaged = 0;
     l->next_poll_us = next_poll_us;
 }
 
@@ -244,6 +262,7 @@ static void park(agent_uploader *up, lane *l, const char *reason, int64_t now)
     }
     l->st.parked++;
     set_reason(l, reason);
+    observe(up, l->ch, &l->seg, AGENT_SEG_REJECTED, reason);
     emit(up, l, AGENT_UP_PARKED, l->confirmed, reason, "kept in the spool, skipped", 0);
     go_idle(l, now);
 }
@@ -257,6 +276,7 @@ static void drop_corrupt(agent_uploader *up, lane *l, const char *why, int64_t n
         return;
     }
     l->st.dropped++;
+    observe(up, l->ch, &l->seg, AGENT_SEG_DROPPED, "corrupt");
     emit(up, l, AGENT_UP_DROPPED, 0, why, "removed from the spool", 0);
     go_idle(l, now);
 }
@@ -274,6 +294,7 @@ static void drop_backup_off(agent_uploader *up, lane *l, int64_t now)
     }
     l->st.dropped_backup_off++;
     up->n_backup_off++;
+    observe(up, l->ch, &l->seg, AGENT_SEG_DROPPED, "backup_off");
     emit(up, l, AGENT_UP_BACKUP_OFF, 0, "backup_off", "removed from the spool unsent", 0);
     go_idle(l, now);
 }
@@ -351,6 +372,7 @@ static void to_wait(lane *l, int64_t now)
     w->begin_tries = l->begin_tries;
     w->storage_tries = l->storage_tries;
     w->hash_tries = l->hash_tries;
+    w->damaged = l->damaged;
     l->has_wait = 1;
     l->fd = -1; /* now the awaiting segment's */
     go_idle(l, now);
@@ -376,6 +398,7 @@ static void restore_wait(lane *l)
     l->begin_tries = w->begin_tries;
     l->storage_tries = w->storage_tries;
     l->hash_tries = w->hash_tries;
+    l->damaged = w->damaged;
     l->has_wait = 0;
     memset(w, 0, sizeof(*w));
     w->fd = -1;
@@ -499,6 +522,15 @@ static void activate(agent_uploader *up, lane *l, int64_t now)
     do_begin(up, l, now);
 }
 
+/* splitmix64: the test hook's choices; quality is ample for that. */
+static uint64_t next_rand(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
 static void send_chunk(agent_uploader *up, lane *l, int64_t now)
 {
     uint64_t left = l->seg.size - l->sent;
@@ -515,6 +547,16 @@ static void send_chunk(agent_uploader *up, lane *l, int64_t now)
         return;
     }
     c2d_chunk_header_encode(up->buf, l->ch, l->seg.start_us, l->sent, payload, len);
+    if (up->cfg.corrupt_permille > 0 && next_rand(&up->rng) % 1000 < up->cfg.corrupt_permille) {
+        /* Test hook: the spool file stays intact; only this copy changes. */
+        uint64_t x = next_rand(&up->rng);
+        payload[x % len] ^= (uint8_t)(1u + (x >> 32) % 255u);
+        if (up->cfg.corrupt_content) {
+            c2d_chunk_header_encode(up->buf, l->ch, l->seg.start_us, l->sent, payload, len);
+            l->damaged = 1;
+        }
+        up->n_corrupted++;
+    }
     if (publish(up, up->buf, C2D_CHUNK_HEADER_LEN + (size_t)len) != 0) {
         backoff(l, PUBLISH_RETRY_US, now);
         return;
@@ -542,6 +584,7 @@ static void finish(agent_uploader *up, lane *l, int duplicate, int64_t now)
         up->n_duplicate++;
     else
         up->n_committed++;
+    observe(up, l->ch, &l->seg, AGENT_SEG_ACKED, NULL);
     emit(up, l, duplicate ? AGENT_UP_DUPLICATE : AGENT_UP_COMMITTED, l->seg.size, "", "", 0);
     go_idle(l, now);
 }
@@ -563,6 +606,7 @@ static void finish_wait(agent_uploader *up, lane *l, int duplicate, int64_t now)
             up->n_duplicate++;
         else
             up->n_committed++;
+        observe(up, l->ch, &w->seg, AGENT_SEG_ACKED, NULL);
         emit_seg(up, l->ch, &w->seg, duplicate ? AGENT_UP_DUPLICATE : AGENT_UP_COMMITTED,
                  w->seg.size, "", "", 0);
     }
@@ -639,6 +683,13 @@ static void handle_rejection(agent_uploader *up, lane *l, const c2d_msg *m, int6
         } else if (ok == 0) {
             emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "drop (own file corrupt)", 0);
             drop_corrupt(up, l, "file does not match its SHA-256", now);
+        } else if (l->damaged) {
+            /* The test hook changed a chunk: expected, not a retry. */
+            emit(up, l, AGENT_UP_REJECTED, m->offset, reason,
+                 "damaged by the test hook, send again", 0);
+            l->damaged = 0;
+            l->begin_tries = 0;
+            do_begin(up, l, now);
         } else if (++l->hash_tries > AGENT_UPLOADER_HASH_RETRIES) {
             emit(up, l, AGENT_UP_REJECTED, m->offset, reason, "park (retries exhausted)", 0);
             park(up, l, reason, now);
@@ -671,6 +722,7 @@ static void handle_rejection(agent_uploader *up, lane *l, const c2d_msg *m, int6
         snprintf(action, sizeof(action), "kept in the spool, retry in %llds or on a new config",
                  (long long)(delay / 1000000));
         emit(up, l, AGENT_UP_REJECTED, m->offset, reason, action, 0);
+        observe(up, l->ch, &l->seg, AGENT_SEG_REJECTED, reason);
         backoff(l, delay, now);
         l->held = 1;
         snprintf(l->st.hold, sizeof(l->st.hold), "%s", reason);
@@ -901,6 +953,7 @@ static void snapshot(agent_uploader *up, int64_t now)
     s->rejections = up->n_rejections;
     s->acks_stale = up->n_stale;
     s->dropped_backup_off = up->n_backup_off;
+    s->corrupted_frames = up->n_corrupted;
     s->held = 0;
     s->parked = 0;
     s->busy = 0;
@@ -1028,13 +1081,15 @@ int agent_uploader_start(const agent_uploader_cfg *cfg, agent_uploader **out)
 {
     if (!cfg->spool || !cfg->publish || cfg->n_channels == 0 ||
         cfg->n_channels > AGENT_UPLOADER_LANES_MAX || cfg->chunk_bytes == 0 ||
-        cfg->chunk_bytes > C2D_CHUNK_MAX || cfg->window_chunks == 0 || cfg->ack_timeout_us <= 0)
+        cfg->chunk_bytes > C2D_CHUNK_MAX || cfg->window_chunks == 0 || cfg->ack_timeout_us <= 0 ||
+        cfg->corrupt_permille > 1000)
         return -EINVAL;
     agent_uploader *up = calloc(1, sizeof(*up));
     if (!up)
         return -ENOMEM;
     up->cfg = *cfg;
     up->n = cfg->n_channels;
+    up->rng = cfg->corrupt_seed;
     up->qcap = cfg->window_chunks + 4 * cfg->n_channels + ACK_QUEUE_SLACK;
     up->lanes = calloc(up->n, sizeof(*up->lanes));
     up->snap_lanes = calloc(up->n, sizeof(*up->snap_lanes));
@@ -1073,7 +1128,11 @@ int agent_uploader_start(const agent_uploader_cfg *cfg, agent_uploader **out)
     pthread_condattr_destroy(&ca);
     pthread_mutex_init(&up->mu, NULL);
     pthread_mutex_init(&up->smu, NULL);
-    int rc = pthread_create(&up->thread, NULL, run, up);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setstacksize(&attr, UPLOADER_STACK_BYTES);
+    int rc = pthread_create(&up->thread, &attr, run, up);
+    pthread_attr_destroy(&attr);
     if (rc != 0) {
         pthread_cond_destroy(&up->cv);
         pthread_mutex_destroy(&up->mu);

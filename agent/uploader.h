@@ -38,6 +38,7 @@
 #ifndef AGENT_UPLOADER_H
 #define AGENT_UPLOADER_H
 
+#include "agent/observer.h"
 #include "agent/spool.h"
 #include "proto/c2d_proto.h"
 
@@ -95,6 +96,19 @@ typedef struct {
      * forward; the thread looks at it at least every second. */
     int64_t (*clock_us)(void *ctx);
     void *clock_ctx;
+    /* Segment observer (agent/observer.h): ACKED, REJECTED (parked or
+     * held), DROPPED (backup_off, corrupt). May be NULL. */
+    agent_seg_observer observer;
+    void *observer_ud;
+    /* Test hook (agent_config's test_corrupt_*): this many per mille of
+     * chunk frames are damaged in the send buffer, chosen by a PRNG seeded
+     * with corrupt_seed: after the CRC (the controller answers bad_crc), or
+     * with content 1 the payload and a fresh CRC (only the segment's
+     * SHA-256 tells: hash_mismatch). A hash_mismatch for a segment the hook
+     * damaged does not count towards AGENT_UPLOADER_HASH_RETRIES. */
+    uint32_t corrupt_permille; /* 0 (off) .. 1000 */
+    int corrupt_content;
+    uint64_t corrupt_seed;
 } agent_uploader_cfg;
 
 /* Lanes one uploader drives; equals the agent's channel limit. */
@@ -155,6 +169,7 @@ typedef struct {
     uint64_t acks_stale;         /* acks for no active segment (ignored) */
     uint64_t dropped_backup_off; /* all lanes */
     uint64_t held;               /* lanes held by quota_full or no_disk now */
+    uint64_t corrupted_frames;   /* chunk frames damaged by the test hook */
     int busy;                    /* some lane has an active segment */
 } agent_uploader_status;
 

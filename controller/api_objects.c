@@ -2,6 +2,7 @@
  * (and dashcams, recorders of kind "dashcam") and channels. */
 #include "controller/api_int.h"
 #include "controller/revoke.h"
+#include "proto/c2d_proto.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -126,14 +127,12 @@ static const ctl_field dashcam_fields[] = {
 /* A recorder's serial and channel count are its hardware: fixed. */
 static const char *const recorder_fixed[] = {"serial", "channels", NULL};
 
-/* A device id is a certificate CN and an MQTT topic level. */
+/* A device id is a certificate CN and an MQTT topic level: the rules the
+ * CA signs and the topic parser takes (no leading '.' or '-', so never
+ * ".."; never a service's "c2d-" id), not only their alphabet. */
 static bool device_id_ok(const char *s)
 {
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
-              *s == '-' || *s == '_' || *s == '.'))
-            return false;
-    return true;
+    return c2d_device_id_valid(s) && !c2d_id_reserved(s);
 }
 
 /* Serial and device id are unique across all spaces: one physical box. */
@@ -145,7 +144,8 @@ static int recorder_prepare(api_ctx *x, const cJSON *before, cJSON *after, ctl_d
     uint64_t id;
     if (dev && !device_id_ok(dev))
         return api_fail(x, 422, "invalid_field",
-                        "field \"device_id\" may hold only letters, digits, '-', '_' and '.'");
+                        "field \"device_id\" may hold only letters, digits, '-', '_' and '.', "
+                        "not first '.' or '-', nor start with \"c2d-\"");
     if ((rc = ctl_dir_lookup(x->t, "serial", serial, &kind, &id)) == 0 && id != o->id)
         return api_fail(x, 409, "serial_taken", "a recorder with this serial number exists");
     if (dev && (rc = ctl_dir_lookup(x->t, "device", dev, &kind, &id)) == 0 && id != o->id)
@@ -192,9 +192,16 @@ int api_recorder_set_device(api_ctx *x, ctl_dir_obj *r, cJSON *rj, const char *d
         return -ENOMEM;
     api_keys keys = {.set = false};
     int rc = 0;
-    if (!cJSON_ReplaceItemInObjectCaseSensitive(after, "device_id", cJSON_CreateString(device)) &&
-        !cJSON_AddStringToObject(after, "device_id", device))
+    /* A recorder without a device id (never paired, or unpaired) has no
+     * item to replace: the new one is then added, not leaked. */
+    cJSON *v = cJSON_CreateString(device);
+    if (!v)
         rc = -ENOMEM;
+    else if (!cJSON_ReplaceItemInObjectCaseSensitive(after, "device_id", v)) {
+        cJSON_Delete(v);
+        if (!cJSON_AddStringToObject(after, "device_id", device))
+            rc = -ENOMEM;
+    }
     if (rc == 0)
         rc = recorder_prepare(x, rj, after, r, &keys);
     if (rc == 0)

@@ -1,4 +1,5 @@
 #include "controller/config.h"
+#include "controller/devlimit.h"
 #include "controller/mailer.h"
 
 #include "common/c2d_pki.h"
@@ -35,6 +36,15 @@ static const c2d_cfg_field fields[] = {
     /* Device state (controller/devstate.h): 3 heartbeats of an agent's default. */
     F("offline_after_s", C2D_CFG_INT, offline_after_s, 0, 1, 86400, 90, NULL),
     F("alarm_retention_s", C2D_CFG_INT, alarm_retention_s, 0, 0, INT64_C(315360000), 0, NULL),
+    /* Per-device rate limit (controller/devlimit.h: why these defaults). */
+    F("device_msgs_per_s", C2D_CFG_INT, device_msgs_per_s, 0, 1, CTL_DEVLIMIT_PARAM_MAX,
+      CTL_DEVLIMIT_MSGS_PER_S, NULL),
+    F("device_msgs_burst", C2D_CFG_INT, device_msgs_burst, 0, 1, CTL_DEVLIMIT_PARAM_MAX,
+      CTL_DEVLIMIT_MSGS_BURST, NULL),
+    F("device_bytes_per_s", C2D_CFG_INT, device_bytes_per_s, 0, 1, CTL_DEVLIMIT_PARAM_MAX,
+      CTL_DEVLIMIT_BYTES_PER_S, NULL),
+    F("device_bytes_burst", C2D_CFG_INT, device_bytes_burst, 0, CTL_DEVLIMIT_BYTES_BURST_MIN,
+      CTL_DEVLIMIT_PARAM_MAX, CTL_DEVLIMIT_BYTES_BURST, NULL),
     F("http", C2D_CFG_SKIP, http, 0, 0, 0, 0, NULL),
     F("mail", C2D_CFG_SKIP, mail, 0, 0, 0, 0, NULL),
     F("pki", C2D_CFG_SKIP, pki, 0, 0, 0, 0, NULL),

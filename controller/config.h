@@ -78,9 +78,11 @@ typedef struct {
     int64_t sweep_interval_s;  /* retention sweep and trash emptying period */
     int64_t offline_after_s;   /* a device silent this long is offline (devstate.h) */
     int64_t alarm_retention_s; /* spool_age alarm without the recorder's own retention; 0: none */
-    ctl_http_cfg http;         /* http.enabled 0: no API listener */
-    ctl_mail_cfg mail;         /* always filled (defaults when "mail" is absent) */
-    ctl_pki_cfg pki;           /* pki.enabled 0: no pairing */
+    /* Per-device rate limit on MQTT messages (controller/devlimit.h). */
+    int64_t device_msgs_per_s, device_msgs_burst, device_bytes_per_s, device_bytes_burst;
+    ctl_http_cfg http;             /* http.enabled 0: no API listener */
+    ctl_mail_cfg mail;             /* always filled (defaults when "mail" is absent) */
+    ctl_pki_cfg pki;               /* pki.enabled 0: no pairing */
     ctl_revocation_cfg revocation; /* revocation.enabled 0: no broker-side cut-off */
 } ctl_config;
 

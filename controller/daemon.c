@@ -44,6 +44,21 @@
 /* Network loop wake-up: bounds the reaction time to a stop request. */
 #define LOOP_TIMEOUT_MS 500
 
+/* MQTT v5 flow control of the one connection that carries the whole
+ * fleet (issue 6). The broker writes to us at most CTL_MQTT_RECEIVE_MAX
+ * segment messages not yet PUBACKed, and we keep at most CTL_MQTT_SEND_MAX
+ * acks not yet PUBACKed by the broker (it also caps this with its own
+ * Receive Maximum, max_inflight_messages in c2d-ca's mosquitto.conf).
+ * libmosquitto's default of 20 made each ack wait for a PUBACK that the
+ * broker queues behind megabytes of chunks it writes to us: 20 acks in
+ * flight capped a fleet at about 300 acks (chunks) a second with both
+ * processes mostly idle. Not larger: libmosquitto walks its list of
+ * messages in flight on every publish and PUBACK (10000 made that walk 56%
+ * of our CPU), and the broker keeps a serialised copy of each message in
+ * flight to us. */
+#define CTL_MQTT_RECEIVE_MAX 1024
+#define CTL_MQTT_SEND_MAX 1024
+
 /* Finished commits taken from the committer per call. */
 #define DONE_BATCH 32
 
@@ -92,8 +107,9 @@ struct ctl_daemon {
     ctl_revoke *revoke; /* NULL: no broker-side cut-off */
     int64_t next_revoke_us;
     uint64_t dropped_revoked, dropped_unknown;
-    ctl_renew *renew;   /* NULL: renewal requests are not served */
-    int revoked_tokens; /* "revoked" answers left in the burst */
+    ctl_devlimit *devlimit; /* per-device rate limit: never NULL */
+    ctl_renew *renew;       /* NULL: renewal requests are not served */
+    int revoked_tokens;     /* "revoked" answers left in the burst */
     int64_t revoked_refill_us;
 };
 
@@ -156,6 +172,36 @@ static int device_refused(ctl_daemon *d, const char *device, const char *topic)
                 printable(topic, buf, sizeof(buf)), strerror(-st));
     }
     return st;
+}
+
+int ctl_daemon_set_devlimit(ctl_daemon *d, const ctl_devlimit_params *p)
+{
+    ctl_devlimit *l;
+    int rc = ctl_devlimit_new(p, &l);
+    if (rc != 0)
+        return rc;
+    ctl_devlimit_free(d->devlimit);
+    d->devlimit = l;
+    return 0;
+}
+
+/* Non-zero if device's message goes over its rate limit: dropped before
+ * any work, counted in the device state, logged now and then. */
+static int over_limit(ctl_daemon *d, const char *device, const struct mosquitto_message *msg)
+{
+    ctl_devlimit_drop drop;
+    size_t len = msg->payloadlen > 0 ? (size_t)msg->payloadlen : 0;
+    if (ctl_devlimit_check(d->devlimit, device, len, c2d_mono_us(), &drop) != -EAGAIN)
+        return 0;
+    if (drop.sync_due && d->devstate)
+        ctl_devstate_set_limited(d->devstate, device, drop.dropped_msgs, drop.dropped_bytes,
+                                 c2d_now_us());
+    if (drop.log_due)
+        evt_log(d, C2D_LOG_WARN,
+                "device %s: %" PRIu64 " message(s) dropped over its rate limit (%" PRIu64
+                " messages, %" PRIu64 " bytes in all)",
+                device, drop.unlogged_msgs, drop.dropped_msgs, drop.dropped_bytes);
+    return 1;
 }
 
 void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p)
@@ -489,14 +535,6 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
         handle_pair(d, msg);
         return;
     }
-    if (d->renew && ctl_renew_topic_device(msg->topic, device) == 0) {
-        int refused = device_refused(d, device, msg->topic);
-        if (!refused)
-            handle_renew(d, msg);
-        else if (refused == CTL_DEV_REVOKED)
-            answer_revoked(d, device); /* unpaired: tell it, or it asks for ever */
-        return;
-    }
     c2d_status st = c2d_topic_parse(msg->topic, device, &kind);
     if (st != C2D_OK) {
         char buf[160];
@@ -504,7 +542,17 @@ static void on_message(struct mosquitto *m, void *ud, const struct mosquitto_mes
                  printable(msg->topic, buf, sizeof(buf)), c2d_reason(st), c2d_strerror(st));
         return;
     }
-    if (device_refused(d, device, msg->topic))
+    if (kind == C2D_TOPIC_CSR && d->renew) {
+        if (over_limit(d, device, msg))
+            return;
+        int refused = device_refused(d, device, msg->topic);
+        if (!refused)
+            handle_renew(d, msg);
+        else if (refused == CTL_DEV_REVOKED)
+            answer_revoked(d, device); /* unpaired: tell it, or it asks for ever */
+        return;
+    }
+    if (over_limit(d, device, msg) || device_refused(d, device, msg->topic))
         return;
     if (kind == C2D_TOPIC_STATE) {
         handle_state(d, device, msg);
@@ -634,8 +682,22 @@ int ctl_daemon_new(const c2d_broker_cfg *broker, ctl_ingest *ing, ctl_committer 
     d->revoked_tokens = REVOKED_ANSWER_BURST;
     d->log_refill_us = c2d_mono_us();
     d->backoff_ms = CTL_BACKOFF_MIN_MS;
+    if (ctl_devlimit_new(NULL, &d->devlimit) != 0) {
+        snprintf(err, errlen, "out of memory");
+        free(d);
+        return -1;
+    }
     d->mosq = c2d_mqtt_new(broker, CTL_DEFAULT_CLIENT_ID, 0, d, err, errlen);
+    if (d->mosq && (mosquitto_int_option(d->mosq, MOSQ_OPT_RECEIVE_MAXIMUM, CTL_MQTT_RECEIVE_MAX) !=
+                        MOSQ_ERR_SUCCESS ||
+                    mosquitto_int_option(d->mosq, MOSQ_OPT_SEND_MAXIMUM, CTL_MQTT_SEND_MAX) !=
+                        MOSQ_ERR_SUCCESS)) {
+        snprintf(err, errlen, "setting the MQTT receive/send maximum failed");
+        mosquitto_destroy(d->mosq);
+        d->mosq = NULL;
+    }
     if (!d->mosq) {
+        ctl_devlimit_free(d->devlimit);
         free(d);
         return -1;
     }
@@ -660,6 +722,7 @@ void ctl_daemon_free(ctl_daemon *d)
         ctl_ingest_set_committer(d->ing, NULL, NULL);
     }
     mosquitto_destroy(d->mosq);
+    ctl_devlimit_free(d->devlimit);
     free(d);
 }
 

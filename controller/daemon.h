@@ -22,6 +22,7 @@
 
 #include "common/c2d_config.h"
 #include "controller/committer.h"
+#include "controller/devlimit.h"
 #include "controller/directory.h"
 #include "controller/ingest.h"
 
@@ -89,6 +90,15 @@ void ctl_daemon_set_renew(ctl_daemon *d, ctl_renew *r);
  * ctl_daemon_run; borrowed. */
 typedef struct ctl_devstate ctl_devstate;
 void ctl_daemon_set_devstate(ctl_daemon *d, ctl_devstate *s);
+
+/* Per-device rate limit (controller/devlimit.h): every message on a
+ * device's topics passes ctl_devlimit_check before anything else is done
+ * with it; over the limit it is dropped, counted in the device state
+ * (rate_limited alarm) and logged at most every CTL_DEVLIMIT_LOG_US per
+ * device. ctl_daemon_new sets the defaults; this replaces them. Before
+ * ctl_daemon_run. 0, or what ctl_devlimit_new returns (the old limit
+ * stays). */
+int ctl_daemon_set_devlimit(ctl_daemon *d, const ctl_devlimit_params *p);
 
 /* NULL is a no-op. */
 void ctl_daemon_free(ctl_daemon *d);

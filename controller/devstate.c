@@ -23,7 +23,9 @@ typedef struct {
     int has_published;
     uint64_t published;
     size_t nalarms;
-    ctl_alarm *alarms; /* CTL_DEVSTATE_ALARMS_MAX */
+    ctl_alarm *alarms;                    /* CTL_DEVSTATE_ALARMS_MAX */
+    uint64_t limited_msgs, limited_bytes; /* rate limit drops, in all */
+    int64_t limited_us;                   /* the latest reported; 0: none */
 } entry;
 
 struct ctl_devstate {
@@ -323,6 +325,19 @@ static int entry_online(const entry *e)
     return e->has_msg && e->msg.online && !e->stale;
 }
 
+static int limited_active(const entry *e, int64_t now_us)
+{
+    return e->limited_us && now_us - e->limited_us < CTL_DEVSTATE_LIMITED_ALARM_S * 1000000;
+}
+
+static int has_alarm(const entry *e, const char *code)
+{
+    for (size_t i = 0; i < e->nalarms; i++)
+        if (strcmp(e->alarms[i].code, code) == 0)
+            return 1;
+    return 0;
+}
+
 /* Recomputes e's alarms, keeping the start time of those that stand. */
 static void recompute(ctl_devstate *s, entry *e, int64_t now_us)
 {
@@ -330,6 +345,12 @@ static void recompute(ctl_devstate *s, entry *e, int64_t now_us)
     size_t n = 0;
     if (e->has_msg)
         n = ctl_devstate_rules(&e->msg, entry_online(e), s->default_retention_s, now);
+    if (limited_active(e, now_us)) {
+        char detail[96];
+        snprintf(detail, sizeof(detail), "%llu messages dropped over the rate limit",
+                 (unsigned long long)e->limited_msgs);
+        n = add_alarm(now, n, "rate_limited", -1, detail);
+    }
     for (size_t i = 0; i < n; i++) {
         now[i].since_us = now_us;
         for (size_t k = 0; k < e->nalarms; k++)
@@ -389,6 +410,8 @@ size_t ctl_devstate_tick(ctl_devstate *s, int64_t now_us)
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->n; i++) {
         entry *e = s->v[i];
+        if (e->limited_us && !limited_active(e, now_us) && has_alarm(e, "rate_limited"))
+            recompute(s, e, now_us); /* the flood ended: rate_limited goes */
         if (!e->has_msg || e->stale || now_us - e->last_seen_us < s->offline_after_us)
             continue;
         int was = entry_online(e);
@@ -398,6 +421,23 @@ size_t ctl_devstate_tick(ctl_devstate *s, int64_t now_us)
     }
     pthread_mutex_unlock(&s->mu);
     return n;
+}
+
+void ctl_devstate_set_limited(ctl_devstate *s, const char *device, uint64_t msgs, uint64_t bytes,
+                              int64_t now_us)
+{
+    if (!c2d_device_id_valid(device))
+        return;
+    int err = 0;
+    pthread_mutex_lock(&s->mu);
+    entry *e = get_or_add(s, device, &err);
+    if (e) {
+        e->limited_msgs = msgs;
+        e->limited_bytes = bytes;
+        e->limited_us = now_us > 0 ? now_us : 1;
+        recompute(s, e, now_us);
+    }
+    pthread_mutex_unlock(&s->mu);
 }
 
 void ctl_devstate_set_published(ctl_devstate *s, const char *device, uint64_t version)
@@ -477,6 +517,14 @@ static int entry_json(const entry *e, const char *device, cJSON *o)
                       : cJSON_AddNullToObject(v, "applied")) &&
          (e && e->has_published ? cJSON_AddNumberToObject(v, "published", (double)e->published)
                                 : cJSON_AddNullToObject(v, "published"));
+    if (ok && e && (e->limited_msgs || e->limited_bytes)) {
+        cJSON *l = cJSON_AddObjectToObject(o, "rate_limited");
+        ok = l && cJSON_AddNumberToObject(l, "dropped_messages", (double)e->limited_msgs) &&
+             cJSON_AddNumberToObject(l, "dropped_bytes", (double)e->limited_bytes) &&
+             add_time(l, "last", e->limited_us) == 0;
+    } else if (ok) {
+        ok = cJSON_AddNullToObject(o, "rate_limited") != NULL;
+    }
     cJSON *arr = ok ? cJSON_AddArrayToObject(o, "alarms") : NULL;
     if (!arr)
         return -ENOMEM;

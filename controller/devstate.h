@@ -23,8 +23,11 @@
  *                  is older than the recorder's own retention
  *                  ("recorder_retention_s", else the configured default;
  *                  0: no such alarm): video about to be lost unsaved.
+ *   rate_limited   the controller dropped messages of the device over its
+ *                  rate limit (controller/devlimit.h) in the last
+ *                  CTL_DEVSTATE_LIMITED_ALARM_S seconds.
  * While a device is offline only the offline alarm stands (what it said
- * before is stale).
+ * before is stale), and rate_limited (what the controller saw).
  *
  * Thread safe: the daemon updates, the API threads read. Parsing and the
  * rules are pure; nothing here logs. */
@@ -45,8 +48,11 @@ typedef struct ctl_devstate ctl_devstate;
 /* Devices tracked: a controller's fleet; beyond, new devices are refused
  * (-ENOSPC) rather than growing without bound. */
 #define CTL_DEVSTATE_DEVICES_MAX 20000
-/* One alarm per channel plus offline, disk and spool_age. */
-#define CTL_DEVSTATE_ALARMS_MAX (CTL_DEVSTATE_CHANNELS_MAX + 3)
+/* One alarm per channel plus offline, disk, spool_age and rate_limited. */
+#define CTL_DEVSTATE_ALARMS_MAX (CTL_DEVSTATE_CHANNELS_MAX + 4)
+/* rate_limited stands this long after the last drop reported: long enough
+ * for an operator to see it, short enough to clear once the flood ends. */
+#define CTL_DEVSTATE_LIMITED_ALARM_S 60
 /* Defaults of the controller's config keys. */
 #define CTL_DEVSTATE_OFFLINE_AFTER_S_DEFAULT 90
 #define CTL_DEVSTATE_RETENTION_S_DEFAULT 0
@@ -71,7 +77,7 @@ typedef struct {
 } ctl_devstate_msg;
 
 typedef struct {
-    char code[16]; /* offline, disk, channel, spool_age */
+    char code[16]; /* offline, disk, channel, spool_age, rate_limited */
     int channel;   /* the channel id for "channel", else -1 */
     int64_t since_us;
     char detail[96];
@@ -112,12 +118,21 @@ int ctl_devstate_update(ctl_devstate *s, const char *device, const void *payload
  * recomputes their alarms. Returns how many went offline now. */
 size_t ctl_devstate_tick(ctl_devstate *s, int64_t now_us);
 
+/* Records that the rate limit dropped messages of device: msgs messages of
+ * bytes payload bytes in all so far (controller/devlimit.h), the latest at
+ * now_us. Raises rate_limited; ctl_devstate_tick clears it
+ * CTL_DEVSTATE_LIMITED_ALARM_S later. Known or not, like
+ * ctl_devstate_set_published (bounded the same way). */
+void ctl_devstate_set_limited(ctl_devstate *s, const char *device, uint64_t msgs, uint64_t bytes,
+                              int64_t now_us);
+
 /* Records the config version published for device (cfg topic). */
 void ctl_devstate_set_published(ctl_devstate *s, const char *device, uint64_t version);
 
 /* {"device", "online", "last_seen" (RFC 3339 or null), "state" (the last
  * message or null), "cfg_version": {"applied", "published"} (each null
- * when unknown), "alarms": [...]} for device, known or not. *out is set
+ * when unknown), "alarms": [...], "rate_limited": {"dropped_messages",
+ * "dropped_bytes", "last"} or null} for device, known or not. *out is set
  * on success (cJSON_Delete). 0 or -ENOMEM. */
 int ctl_devstate_json(ctl_devstate *s, const char *device, cJSON **out);
 

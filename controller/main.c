@@ -265,6 +265,13 @@ static int run(const ctl_config *cfg)
         c2d_err("%s", err);
         goto out;
     }
+    ctl_devlimit_params dlim = {(uint64_t)cfg->device_msgs_per_s, (uint64_t)cfg->device_msgs_burst,
+                                (uint64_t)cfg->device_bytes_per_s,
+                                (uint64_t)cfg->device_bytes_burst, CTL_DEVLIMIT_CAPACITY};
+    if ((rc = ctl_daemon_set_devlimit(d, &dlim)) != 0) {
+        c2d_err("device rate limit: %s", strerror(-rc));
+        goto out;
+    }
     ctl_daemon_set_disks(d, ledger, cfg->data_dir, cfgpub, cfg->sweep_interval_s);
     ctl_daemon_set_devstate(d, devstate);
     if (cfg->revocation.enabled &&

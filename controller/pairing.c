@@ -11,9 +11,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PAIR_PREFIX "c2d/v1/pair/"
-#define PAIR_REQ "/req"
-#define PAIR_RESP "/resp"
+/* Serials come out of c2d_pair_topic_parse into CN-sized buffers. */
+_Static_assert(C2D_PKI_CN_MAX == C2D_DEVICE_ID_MAX, "a serial is a CN and a topic id");
 
 const char *ctl_pair_result_name(ctl_pair_result r)
 {
@@ -252,7 +251,9 @@ int ctl_pair_req_parse(const void *buf, size_t len, ctl_pair_req *out)
 {
     if (len > CTL_PAIR_REQ_MAX)
         return -EFBIG;
-    if (!c2d_utf8_valid(buf, len))
+    /* cJSON ends a string at a \u0000 escape and drops the rest ("CODE\u0000x"
+     * would be read as the code); no valid code or CSR holds a backslash. */
+    if (!c2d_utf8_valid(buf, len) || memmem(buf, len, "\\u0000", 6))
         return -EINVAL;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
@@ -297,26 +298,6 @@ void ctl_pair_req_clear(ctl_pair_req *r)
         return;
     free(r->csr);
     r->csr = NULL;
-}
-
-int ctl_pair_topic_serial(const char *topic, char serial[C2D_PKI_CN_MAX + 1])
-{
-    const size_t np = strlen(PAIR_PREFIX), ns = strlen(PAIR_REQ);
-    size_t n = strnlen(topic, C2D_TOPIC_MAX + 1);
-    if (n <= np + ns || n > C2D_TOPIC_MAX || strncmp(topic, PAIR_PREFIX, np) != 0 ||
-        strcmp(topic + n - ns, PAIR_REQ) != 0)
-        return -EINVAL;
-    size_t len = n - np - ns;
-    if (len > C2D_PKI_CN_MAX)
-        return -EINVAL;
-    char s[C2D_PKI_CN_MAX + 1];
-    memcpy(s, topic + np, len);
-    s[len] = '\0';
-    if (!c2d_device_id_valid(s) ||
-        strncasecmp(s, C2D_PKI_RESERVED_PREFIX, strlen(C2D_PKI_RESERVED_PREFIX)) == 0)
-        return -EINVAL;
-    memcpy(serial, s, len + 1);
-    return 0;
 }
 
 /* ---- the handler -------------------------------------------------------- */
@@ -469,9 +450,10 @@ ctl_pair_result ctl_pairing_handle(ctl_pairing *p, const char *topic, const void
 {
     char serial[C2D_PKI_CN_MAX + 1];
     ctl_pair_req req;
-    if (ctl_pair_topic_serial(topic, serial) != 0)
+    c2d_pair_kind kind;
+    if (c2d_pair_topic_parse(topic, serial, &kind) != C2D_OK || kind != C2D_PAIR_REQ ||
+        c2d_pair_topic_format(resp_topic, 128, serial, C2D_PAIR_RESP) != C2D_OK)
         return CTL_PAIR_BAD_REQUEST;
-    snprintf(resp_topic, 128, PAIR_PREFIX "%s" PAIR_RESP, serial);
     if (ctl_pair_req_parse(payload, len, &req) != 0)
         return CTL_PAIR_BAD_REQUEST;
     ctl_dir_txn *t = NULL;

@@ -137,11 +137,6 @@ typedef struct {
 int ctl_pair_req_parse(const void *buf, size_t len, ctl_pair_req *out);
 void ctl_pair_req_clear(ctl_pair_req *r);
 
-/* Takes the serial of a topic c2d/v1/pair/{serial}/req: 0 with serial
- * set, or -EINVAL (other topic, serial not c2d_device_id_valid or starting
- * with "c2d-"). */
-int ctl_pair_topic_serial(const char *topic, char serial[C2D_PKI_CN_MAX + 1]);
-
 /* ---- the handler -------------------------------------------------------- */
 
 typedef struct ctl_pairing ctl_pairing;
@@ -160,7 +155,8 @@ int ctl_pairing_new(const ctl_pairing_cfg *cfg, ctl_dir *dir, ctl_rng *rng, ctl_
                     char *err, size_t errlen);
 void ctl_pairing_free(ctl_pairing *p);
 
-/* Handles one message of c2d/v1/pair/{serial}/req. Returns the result;
+/* Handles one message of c2d/v1/pair/{serial}/req (c2d_pair_topic_parse:
+ * any other topic or serial is BAD_REQUEST). Returns the result;
  * for every result but BAD_REQUEST and INTERNAL *resp gets the JSON to
  * publish on resp_topic (malloc'd; free it). device gets the device id on
  * success. */

@@ -10,12 +10,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
-#define DEV_PREFIX "c2d/v1/d/"
-#define CSR_SUFFIX "/" CTL_RENEW_CSR_LEVEL
-#define CERT_SUFFIX "/" CTL_RENEW_CERT_LEVEL
 /* First size of the rate table; it doubles up to CTL_RENEW_TRACK_MAX. */
 #define TRACK_INIT 64
 
@@ -36,32 +32,12 @@ const char *ctl_renew_result_name(ctl_renew_result r)
     return "unavailable";
 }
 
-int ctl_renew_topic_device(const char *topic, char device[C2D_DEVICE_ID_MAX + 1])
-{
-    const size_t np = strlen(DEV_PREFIX), ns = strlen(CSR_SUFFIX);
-    size_t n = strnlen(topic, C2D_TOPIC_MAX + 1);
-    if (n <= np + ns || n > C2D_TOPIC_MAX || strncmp(topic, DEV_PREFIX, np) != 0 ||
-        strcmp(topic + n - ns, CSR_SUFFIX) != 0)
-        return -EINVAL;
-    size_t len = n - np - ns;
-    if (len > C2D_DEVICE_ID_MAX)
-        return -EINVAL;
-    char d[C2D_DEVICE_ID_MAX + 1];
-    memcpy(d, topic + np, len);
-    d[len] = '\0';
-    /* c2d_device_id_valid has no '/': c2d/v1/d/a/b/csr is refused here. */
-    if (!c2d_device_id_valid(d) ||
-        strncasecmp(d, C2D_PKI_RESERVED_PREFIX, strlen(C2D_PKI_RESERVED_PREFIX)) == 0)
-        return -EINVAL;
-    memcpy(device, d, len + 1);
-    return 0;
-}
-
 int ctl_renew_req_parse(const void *buf, size_t len, char **csr, size_t *csr_len)
 {
     if (len > CTL_RENEW_REQ_MAX)
         return -EFBIG;
-    if (!c2d_utf8_valid(buf, len))
+    /* A \u0000 escape would end the string there (cJSON): refused. */
+    if (!c2d_utf8_valid(buf, len) || memmem(buf, len, "\\u0000", 6))
         return -EINVAL;
     const char *end = NULL;
     cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
@@ -301,12 +277,13 @@ static ctl_renew_result renew_txn(ctl_renew *r, ctl_dir_txn *t, const char *devi
 
 int ctl_renew_answer_revoked(const char *device, char resp_topic[C2D_TOPIC_MAX], char **resp)
 {
-    if (!c2d_device_id_valid(device))
+    char topic[C2D_TOPIC_MAX];
+    if (c2d_topic_format(topic, sizeof(topic), device, C2D_TOPIC_CERT) != C2D_OK)
         return -EINVAL;
     char *s = answer(CTL_RENEW_REVOKED, NULL, NULL);
     if (!s)
         return -ENOMEM;
-    snprintf(resp_topic, C2D_TOPIC_MAX, DEV_PREFIX "%s" CERT_SUFFIX, device);
+    memcpy(resp_topic, topic, sizeof(topic));
     *resp = s;
     return 0;
 }
@@ -317,9 +294,10 @@ int ctl_renew_handle(ctl_renew *r, const char *topic, const void *payload, size_
 {
     char device[C2D_DEVICE_ID_MAX + 1], *csr = NULL, *cert = NULL;
     size_t csr_len = 0;
-    if (ctl_renew_topic_device(topic, device) != 0)
+    c2d_topic_kind kind;
+    if (c2d_topic_parse(topic, device, &kind) != C2D_OK || kind != C2D_TOPIC_CSR ||
+        c2d_topic_format(resp_topic, C2D_TOPIC_MAX, device, C2D_TOPIC_CERT) != C2D_OK)
         return -EINVAL;
-    snprintf(resp_topic, C2D_TOPIC_MAX, DEV_PREFIX "%s" CERT_SUFFIX, device);
     c2d_pki_certinfo ci;
     memset(&ci, 0, sizeof(ci));
     ctl_renew_result res = CTL_RENEW_BAD_CSR;

@@ -35,9 +35,9 @@
  * CTL_RENEW_MIN_GAP_US are reused); beyond it answers are "too_soon" and
  * agents retry later. ~80 bytes each. */
 #define CTL_RENEW_TRACK_MAX 65536
-/* The topics' last level. */
+/* The request topic's last level, for the daemon's subscription; the topics
+ * themselves are proto's C2D_TOPIC_CSR and C2D_TOPIC_CERT. */
 #define CTL_RENEW_CSR_LEVEL "csr"
-#define CTL_RENEW_CERT_LEVEL "cert"
 
 /* The names are the wire's "error" values. */
 typedef enum {
@@ -50,11 +50,6 @@ typedef enum {
 
 /* "ok", "bad_csr", "too_soon", "revoked", "unavailable". */
 const char *ctl_renew_result_name(ctl_renew_result r);
-
-/* The device of a topic c2d/v1/d/{device}/csr: 0 with device set, or
- * -EINVAL (another topic, or a device id that is not c2d_device_id_valid
- * or starts with "c2d-"). */
-int ctl_renew_topic_device(const char *topic, char device[C2D_DEVICE_ID_MAX + 1]);
 
 /* Parses a request {"csr": PEM string}, nothing else (unknown or duplicate
  * fields, trailing bytes, invalid UTF-8, an empty CSR or one longer than
@@ -89,11 +84,12 @@ ctl_renew_result ctl_renew_decide(ctl_renew *r, const char *device, int held, co
 /* The answer to a renewal request of a revoked device id, which nothing
  * else of the request is read for (the daemon ignores revoked ids): 0 with
  * resp_topic (c2d/v1/d/{device}/cert) and *resp ({"ok":false,"error":
- * "revoked"}, malloc'd: free it) set, -EINVAL (device not valid) or
- * -ENOMEM. */
+ * "revoked"}, malloc'd: free it) set, -EINVAL (device not valid or
+ * c2d_id_reserved) or -ENOMEM. */
 int ctl_renew_answer_revoked(const char *device, char resp_topic[C2D_TOPIC_MAX], char **resp);
 
-/* Handles one message of c2d/v1/d/{device}/csr: parses it, looks the
+/* Handles one message of c2d/v1/d/{device}/csr (c2d_topic_parse, kind
+ * C2D_TOPIC_CSR: reserved ids are refused there): parses it, looks the
  * device up and decides in one directory write transaction, which also
  * holds the audit entry. Returns -EINVAL (not a renewal topic: nothing to
  * answer) or 0 with *result, resp_topic (c2d/v1/d/{device}/cert) and *resp

@@ -29,8 +29,15 @@
 /* A control message is small JSON; anything longer is refused unparsed. */
 #define C2D_MSG_MAX 4096
 
-/* Room for a topic: "c2d/v1/d/" + id + "/state" + NUL. */
+/* Room for a topic: "c2d/v1/d/" + id + "/state" + NUL, the longest of
+ * both namespaces ("c2d/v1/pair/" + serial + "/resp" + NUL is 82). */
 #define C2D_TOPIC_MAX 96
+
+/* Ids starting with this, in any case, belong to services (the controller's
+ * certificate CN is "c2d-controller", and its broker user may write all of
+ * c2d/v1/#): no device id or serial on a topic that leads to a certificate
+ * may take one. Same value as C2D_PKI_RESERVED_PREFIX. */
+#define C2D_RESERVED_ID_PREFIX "c2d-"
 
 typedef enum {
     C2D_OK = 0,
@@ -62,24 +69,51 @@ typedef enum {
     C2D_TOPIC_CFG,   /* controller -> agent: retained device config */
     C2D_TOPIC_STATE, /* agent -> all: retained online/offline and health */
     C2D_TOPIC_EVT,   /* agent -> controller: events */
+    C2D_TOPIC_CSR,   /* agent -> controller: certificate renewal request */
+    C2D_TOPIC_CERT,  /* controller -> agent: the renewal's answer */
 } c2d_topic_kind;
+
+/* The pairing listener's topics, c2d/v1/pair/{serial}/{kind}. */
+typedef enum {
+    C2D_PAIR_REQ,  /* agent -> controller: {"code","csr"} */
+    C2D_PAIR_RESP, /* controller -> agent: the answer */
+} c2d_pair_kind;
 
 /* 1 if id is 1..C2D_DEVICE_ID_MAX chars of [A-Za-z0-9_.-], does not start
  * with '.' or '-' (so never "." or ".." and never an option), else 0. */
 int c2d_device_id_valid(const char *id);
 
+/* 1 if id starts with C2D_RESERVED_ID_PREFIX in any case, else 0 (also for
+ * NULL). */
+int c2d_id_reserved(const char *id);
+
 /* 1 if the n bytes at buf are strict UTF-8: no NUL, overlong form,
  * surrogate or code point past U+10FFFF; else 0. */
 int c2d_utf8_valid(const void *buf, size_t n);
 
-/* Parses "c2d/v1/d/{device}/{kind}". On success writes device (NUL
- * terminated) and kind. Errors: C2D_ERR_TOPIC (shape or unknown kind),
- * C2D_ERR_NAME (device id not valid). */
+/* Parses "c2d/v1/d/{device}/{kind}": exactly these levels, no extra one, no
+ * wildcard. On success writes device (NUL terminated) and kind. Errors:
+ * C2D_ERR_TOPIC (shape, empty id or unknown kind), C2D_ERR_NAME (device id
+ * not c2d_device_id_valid, or c2d_id_reserved with C2D_TOPIC_CSR or
+ * C2D_TOPIC_CERT: those mint a certificate for the id). */
 c2d_status c2d_topic_parse(const char *topic, char device[C2D_DEVICE_ID_MAX + 1],
                            c2d_topic_kind *kind);
 
-/* Writes the topic for device and kind. Errors: C2D_ERR_NAME, C2D_ERR_BUFFER. */
+/* Writes the topic for device and kind; whatever it writes parses back to
+ * device and kind. Errors: C2D_ERR_NAME (as for c2d_topic_parse),
+ * C2D_ERR_TOPIC (unknown kind), C2D_ERR_BUFFER. */
 c2d_status c2d_topic_format(char *buf, size_t len, const char *device, c2d_topic_kind kind);
+
+/* Parses "c2d/v1/pair/{serial}/{req|resp}" as c2d_topic_parse does the
+ * device namespace. A serial follows the device id rules (it is the CSR's
+ * CN and a broker client id) and is never c2d_id_reserved. Errors:
+ * C2D_ERR_TOPIC (shape, empty serial or unknown kind), C2D_ERR_NAME. */
+c2d_status c2d_pair_topic_parse(const char *topic, char serial[C2D_DEVICE_ID_MAX + 1],
+                                c2d_pair_kind *kind);
+
+/* Writes the pairing topic for serial and kind. Errors: C2D_ERR_NAME,
+ * C2D_ERR_TOPIC (unknown kind), C2D_ERR_BUFFER. */
+c2d_status c2d_pair_topic_format(char *buf, size_t len, const char *serial, c2d_pair_kind kind);
 
 /* ---- Chunk frames (binary, on the seg topic) --------------------------- */
 

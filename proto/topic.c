@@ -3,15 +3,30 @@
 #include <stdio.h>
 #include <string.h>
 
-static const struct {
-    c2d_topic_kind kind;
+/* The last level of a topic. A level whose exchange ends in a certificate
+ * for the id refuses reserved ids: a service identity (the controller may
+ * write anywhere under c2d/v1/) must never be issued one. */
+typedef struct {
+    int kind;
     const char *name;
-} topic_kinds[] = {
-    {C2D_TOPIC_SEG, "seg"},     {C2D_TOPIC_ACK, "ack"}, {C2D_TOPIC_CFG, "cfg"},
-    {C2D_TOPIC_STATE, "state"}, {C2D_TOPIC_EVT, "evt"},
+    int certifies;
+} topic_level;
+
+static const topic_level device_levels[] = {
+    {C2D_TOPIC_SEG, "seg", 0},     {C2D_TOPIC_ACK, "ack", 0}, {C2D_TOPIC_CFG, "cfg", 0},
+    {C2D_TOPIC_STATE, "state", 0}, {C2D_TOPIC_EVT, "evt", 0}, {C2D_TOPIC_CSR, "csr", 1},
+    {C2D_TOPIC_CERT, "cert", 1},
 };
 
-#define TOPIC_PREFIX "c2d/v1/d/"
+static const topic_level pair_levels[] = {
+    {C2D_PAIR_REQ, "req", 1},
+    {C2D_PAIR_RESP, "resp", 1},
+};
+
+#define NLEVELS(a) (sizeof(a) / sizeof((a)[0]))
+
+#define DEVICE_PREFIX "c2d/v1/d/"
+#define PAIR_PREFIX "c2d/v1/pair/"
 
 static int id_char_ok(char c)
 {
@@ -31,11 +46,43 @@ int c2d_device_id_valid(const char *id)
     return 1;
 }
 
-c2d_status c2d_topic_parse(const char *topic, char device[C2D_DEVICE_ID_MAX + 1],
-                           c2d_topic_kind *kind)
+int c2d_id_reserved(const char *id)
 {
-    size_t plen = strlen(TOPIC_PREFIX);
-    if (!topic || strncmp(topic, TOPIC_PREFIX, plen) != 0)
+    const char *p = C2D_RESERVED_ID_PREFIX;
+    if (!id)
+        return 0;
+    for (; *p; p++, id++) {
+        char c = *id >= 'A' && *id <= 'Z' ? (char)(*id - 'A' + 'a') : *id;
+        if (c != *p)
+            return 0;
+    }
+    return 1;
+}
+
+static const topic_level *level_by_name(const topic_level *levels, size_t n, const char *name)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(name, levels[i].name) == 0)
+            return &levels[i];
+    return NULL;
+}
+
+static const topic_level *level_by_kind(const topic_level *levels, size_t n, int kind)
+{
+    for (size_t i = 0; i < n; i++)
+        if (levels[i].kind == kind)
+            return &levels[i];
+    return NULL;
+}
+
+/* prefix {id} "/" level, nothing more: the id holds no '/' (not in the
+ * alphabet) and the level must match a name whole, so extra levels and
+ * wildcards are refused. */
+static c2d_status parse(const char *topic, const char *prefix, const topic_level *levels,
+                        size_t nlevels, char id_out[C2D_DEVICE_ID_MAX + 1], int *kind)
+{
+    size_t plen = strlen(prefix);
+    if (!topic || strncmp(topic, prefix, plen) != 0)
         return C2D_ERR_TOPIC;
     const char *id = topic + plen;
     const char *slash = strchr(id, '/');
@@ -49,31 +96,61 @@ c2d_status c2d_topic_parse(const char *topic, char device[C2D_DEVICE_ID_MAX + 1]
     tmp[idlen] = '\0';
     if (!c2d_device_id_valid(tmp))
         return C2D_ERR_NAME;
-    const char *rest = slash + 1;
-    for (size_t i = 0; i < sizeof(topic_kinds) / sizeof(topic_kinds[0]); i++) {
-        if (strcmp(rest, topic_kinds[i].name) == 0) {
-            memcpy(device, tmp, idlen + 1);
-            *kind = topic_kinds[i].kind;
-            return C2D_OK;
-        }
-    }
-    return C2D_ERR_TOPIC;
+    const topic_level *l = level_by_name(levels, nlevels, slash + 1);
+    if (!l)
+        return C2D_ERR_TOPIC;
+    if (l->certifies && c2d_id_reserved(tmp))
+        return C2D_ERR_NAME;
+    memcpy(id_out, tmp, idlen + 1);
+    *kind = l->kind;
+    return C2D_OK;
+}
+
+static c2d_status format(char *buf, size_t len, const char *prefix, const topic_level *levels,
+                         size_t nlevels, const char *id, int kind)
+{
+    if (!c2d_device_id_valid(id))
+        return C2D_ERR_NAME;
+    const topic_level *l = level_by_kind(levels, nlevels, kind);
+    if (!l)
+        return C2D_ERR_TOPIC;
+    if (l->certifies && c2d_id_reserved(id))
+        return C2D_ERR_NAME;
+    int n = snprintf(buf, len, "%s%s/%s", prefix, id, l->name);
+    if (n < 0 || (size_t)n >= len)
+        return C2D_ERR_BUFFER;
+    return C2D_OK;
+}
+
+c2d_status c2d_topic_parse(const char *topic, char device[C2D_DEVICE_ID_MAX + 1],
+                           c2d_topic_kind *kind)
+{
+    int k;
+    c2d_status st = parse(topic, DEVICE_PREFIX, device_levels, NLEVELS(device_levels), device, &k);
+    if (st == C2D_OK)
+        *kind = (c2d_topic_kind)k;
+    return st;
 }
 
 c2d_status c2d_topic_format(char *buf, size_t len, const char *device, c2d_topic_kind kind)
 {
-    if (!c2d_device_id_valid(device))
-        return C2D_ERR_NAME;
-    const char *name = NULL;
-    for (size_t i = 0; i < sizeof(topic_kinds) / sizeof(topic_kinds[0]); i++)
-        if (topic_kinds[i].kind == kind)
-            name = topic_kinds[i].name;
-    if (!name)
-        return C2D_ERR_TOPIC;
-    int n = snprintf(buf, len, TOPIC_PREFIX "%s/%s", device, name);
-    if (n < 0 || (size_t)n >= len)
-        return C2D_ERR_BUFFER;
-    return C2D_OK;
+    return format(buf, len, DEVICE_PREFIX, device_levels, NLEVELS(device_levels), device,
+                  (int)kind);
+}
+
+c2d_status c2d_pair_topic_parse(const char *topic, char serial[C2D_DEVICE_ID_MAX + 1],
+                                c2d_pair_kind *kind)
+{
+    int k;
+    c2d_status st = parse(topic, PAIR_PREFIX, pair_levels, NLEVELS(pair_levels), serial, &k);
+    if (st == C2D_OK)
+        *kind = (c2d_pair_kind)k;
+    return st;
+}
+
+c2d_status c2d_pair_topic_format(char *buf, size_t len, const char *serial, c2d_pair_kind kind)
+{
+    return format(buf, len, PAIR_PREFIX, pair_levels, NLEVELS(pair_levels), serial, (int)kind);
 }
 
 const char *c2d_strerror(c2d_status st)

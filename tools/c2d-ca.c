@@ -184,7 +184,24 @@ static char *conf_text(const init_opts *o, const char *dir)
                "# its own acl_file and allow_anonymous. With false, allow_anonymous would\n"
                "# be global and any anonymous pairing client could claim the username\n"
                "# " C2D_PKI_CONTROLLER_CN " (there is no password file) and get its ACL.\n"
-               "per_listener_settings true\n");
+               "per_listener_settings true\n"
+               "\n"
+               "# Flow control for a fleet (issue 6; docs/decisions.md). The controller\n"
+               "# takes every device's segment messages on one connection, so its queue\n"
+               "# must hold every recorder's upload window: about 25 messages a recorder\n"
+               "# (8 chunks, begin and end per channel, evt, state), more while they\n"
+               "# re-send after an ack timeout. The default, 1000, is the windows of\n"
+               "# about 40 recorders; past it chunks are dropped and resumed.\n"
+               "# While acks keep up, what it holds is the recorders' windows\n"
+               "# (window_chunks x chunk_bytes each), far below this number.\n"
+               "max_queued_messages 100000\n"
+               "max_queued_bytes 0\n"
+               "# Our Receive Maximum: QoS 1 messages a client may have in flight to us.\n"
+               "# The controller sends one ack per chunk; the default 20 made it wait\n"
+               "# for our PUBACKs, which queue behind the chunks we send it.\n"
+               "max_inflight_messages 1000\n"
+               "# Small acks gate the upload window: Nagle would hold them back.\n"
+               "set_tcp_nodelay true\n");
     if (o->user)
         fprintf(f, "user %s\n", o->user);
     if (o->pid_file)

@@ -106,6 +106,26 @@ def topic_seeds():
         "nul": b"c2d/v1/d/cam\0/seg",
         "other-ns": b"c2d/v1/pair/SN123/req",
         "utf8": b"c2d/v1/d/caf\xc3\xa9/seg",
+        "csr": b"c2d/v1/d/rec-1/csr",
+        "cert": b"c2d/v1/d/rec-1/cert",
+        "csr-reserved": b"c2d/v1/d/c2d-controller/csr",
+        "cert-reserved-case": b"c2d/v1/d/C2D-x/cert",
+        "seg-reserved": b"c2d/v1/d/c2d-controller/seg",
+        "csr-slashes": b"c2d/v1/d/a/b/csr",
+        "csr-extra": b"c2d/v1/d/rec-1/csr/x",
+        "pair-req": b"c2d/v1/pair/SN-0001/req",
+        "pair-resp": b"c2d/v1/pair/SN_2.x/resp",
+        "pair-reserved": b"c2d/v1/pair/c2d-controller/req",
+        "pair-empty": b"c2d/v1/pair//req",
+        "pair-slashes": b"c2d/v1/pair/a/b/req",
+        "pair-wildcard": b"c2d/v1/pair/+/req",
+        "pair-hash": b"c2d/v1/pair/SN-1/#",
+        "pair-id-64": b"c2d/v1/pair/" + b"s" * 64 + b"/resp",
+        "pair-id-65": b"c2d/v1/pair/" + b"s" * 65 + b"/req",
+        "pair-dot": b"c2d/v1/pair/.x/req",
+        "pair-other-kind": b"c2d/v1/pair/SN-1/csr",
+        "id-only": b"SN-0001",
+        "id-reserved": b"c2d-x",
     }
 
 
@@ -382,6 +402,359 @@ def agent_config_seeds():
     }
 
 
+# fuzz_http: raw requests. tests/fuzz/fuzz_http.c replaces @TOKEN@ by the
+# distributor's session token and @ITOKEN@ by the installer's; the ids are
+# those its set-up makes (FUZZ_HTTP_TRACE=1 prints them).
+H_INST, H_CLIENT, H_SITE, H_REC, H_CH, H_DASHCAM = 4, 8, 9, 10, 11, 13
+H_ROLE, H_USER, H_GROUP, H_DRIVER, H_GEOFENCE, H_VDISK = 15, 16, 18, 19, 20, 21
+
+
+def http(method, target, token="@ITOKEN@", body=None, headers=(),
+         version="HTTP/1.1", close=True):
+    lines = ["%s %s %s" % (method, target, version), "Host: localhost"]
+    if close:
+        lines.append("Connection: close")
+    if token:
+        lines.append("Authorization: Bearer " + token)
+    if body is not None:
+        if not isinstance(body, bytes):
+            body = json.dumps(body, separators=(",", ":")).encode()
+        lines += ["Content-Type: application/json",
+                  "Content-Length: %d" % len(body)]
+    lines += list(headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + (body or b"")
+
+
+def http_seeds():
+    seeds = {}
+    kinds = ["clients", "sites", "recorders", "dashcams", "channels", "users",
+             "roles", "groups", "drivers", "geofences", "bookmarks", "events",
+             "vdisks", "ai-subscriptions"]
+    ids = {"clients": H_CLIENT, "sites": H_SITE, "recorders": H_REC,
+           "dashcams": H_DASHCAM, "channels": H_CH, "users": H_USER,
+           "groups": H_GROUP, "drivers": H_DRIVER, "geofences": H_GEOFENCE,
+           "vdisks": H_VDISK}
+    for k in kinds:
+        seeds["list-" + k] = http("GET", "/api/v1/%s?limit=2" % k)
+        if k in ids:
+            seeds["get-" + k] = http("GET", "/api/v1/%s/%d" % (k, ids[k]))
+    seeds["me"] = http("GET", "/api/v1/me", "@TOKEN@")
+    seeds["me-keepalive"] = http("GET", "/api/v1/me", close=False)
+    seeds["me-no-token"] = http("GET", "/api/v1/me", None)
+    seeds["me-basic"] = http("GET", "/api/v1/me", None,
+                             headers=["Authorization: Basic Zm9vOmJhcg=="])
+    seeds["me-bearer-lower"] = http("GET", "/api/v1/me", None,
+                                    headers=["authorization: bearer @ITOKEN@"])
+    seeds["me-bad-token"] = http("GET", "/api/v1/me", "AAAA")
+    seeds["login"] = http("POST", "/api/v1/session", None,
+                          {"email": "inst@example.com",
+                           "password": "fuzz password"})
+    seeds["login-wrong"] = http("POST", "/api/v1/session", None,
+                                {"email": "inst@example.com",
+                                 "password": "not the password"})
+    seeds["logout-other"] = http("DELETE", "/api/v1/session", "AAAA")
+    seeds["password"] = http("PUT", "/api/v1/me/password", "@ITOKEN@",
+                             {"old_password": "wrong one here",
+                              "new_password": "another password"})
+    seeds["prefs-get"] = http("GET", "/api/v1/me/preferences")
+    seeds["prefs-put"] = http("PUT", "/api/v1/me/preferences",
+                              body={"language": "fr", "theme": "dark"})
+    seeds["client-create"] = http("POST", "/api/v1/clients",
+                                  body={"name": "C2", "email": "c2@example.com"})
+    seeds["client-modify"] = http("PUT", "/api/v1/clients/%d" % H_CLIENT,
+                                  body={"name": "C renamed"})
+    seeds["site-create"] = http("POST", "/api/v1/sites",
+                                body={"name": "S2", "client_id": H_CLIENT})
+    seeds["recorder-create"] = http(
+        "POST", "/api/v1/recorders",
+        body={"name": "R2", "serial": "NVR-2", "model": "X8",
+              "site_id": H_SITE, "channels": 4, "device_id": "nvr-2"})
+    seeds["recorder-state"] = http("GET", "/api/v1/recorders/%d/state" % H_REC)
+    seeds["pairing-code"] = http("POST", "/api/v1/recorders/%d/pairing-code" % H_REC)
+    seeds["unpair"] = http("DELETE", "/api/v1/recorders/%d/pairing" % H_REC)
+    seeds["channel-modify"] = http("PUT", "/api/v1/channels/%d" % H_CH,
+                                   body={"name": "Door", "cloud_backup": False,
+                                         "ai_algorithms": ["person"]})
+    seeds["channels-of"] = http("GET", "/api/v1/channels?recorder_id=%d" % H_REC)
+    seeds["recordings"] = http(
+        "GET", "/api/v1/channels/%d/recordings?from=2026-11-30T00:00:00Z"
+               "&to=2026-12-01T00:00:00Z&limit=10&after=5" % H_CH)
+    seeds["segment-range"] = http(
+        "GET", "/api/v1/channels/%d/segments/1764480000000000" % H_CH,
+        headers=["Range: bytes=0-99"])
+    seeds["playlist"] = http("GET", "/api/v1/channels/%d/playlist.m3u8"
+                                    "?from=2026-11-30T00:00:00Z" % H_CH)
+    seeds["export"] = http("GET", "/api/v1/channels/%d/export.mp4?from="
+                                  "2026-11-30T00:00:00Z&to=2026-11-30T00:10:00Z" % H_CH)
+    seeds["playback"] = http("POST", "/api/v1/channels/%d/playback" % H_CH,
+                             body={"from": "2026-11-30T00:00:00Z",
+                                   "to": "2026-11-30T01:00:00Z"})
+    seeds["play-token"] = http("GET", "/api/v1/play/AAAA/playlist.m3u8", None)
+    seeds["play-segment"] = http("GET", "/api/v1/play/AAAA/1.ts", None)
+    seeds["dashcam-driver"] = http("PUT", "/api/v1/dashcams/%d/driver" % H_DASHCAM,
+                                   body={"driver_id": H_DRIVER})
+    seeds["geofence-polygon"] = http(
+        "POST", "/api/v1/geofences",
+        body={"name": "Poly", "shape": {"type": "polygon", "points": [
+            {"lat": 48.0, "lon": 2.0}, {"lat": 48.1, "lon": 2.0},
+            {"lat": 48.1, "lon": 2.1}]}, "dashcam_ids": [H_DASHCAM]})
+    seeds["bookmark"] = http("POST", "/api/v1/bookmarks",
+                             body={"channel_id": H_CH, "name": "Mark",
+                                   "start": "2026-11-30T08:00:00Z",
+                                   "end": "2026-11-30T08:05:00Z"})
+    seeds["events-filter"] = http("GET", "/api/v1/events?recorder_id=%d"
+                                         "&acknowledged=false&from=2026-11-30T00:00:00Z" % H_REC)
+    seeds["event-modify"] = http("PUT", "/api/v1/events/1",
+                                 body={"acknowledged": True})
+    seeds["regional"] = http("PUT", "/api/v1/settings/regional",
+                             body={"time_zone": "Europe/Paris", "units": "metric"})
+    seeds["regional-get"] = http("GET", "/api/v1/settings/regional")
+    seeds["map-live"] = http("GET", "/api/v1/map/live")
+    seeds["map-trips"] = http("GET", "/api/v1/map/trips?dashcam_id=%d&from="
+                                     "2026-11-30T00:00:00Z&to=2026-11-30T10:00:00Z" % H_DASHCAM)
+    seeds["alarms"] = http("GET", "/api/v1/alarms?recorder_id=%d" % H_REC)
+    seeds["role-modify"] = http("PUT", "/api/v1/roles/%d" % H_ROLE,
+                                body={"permissions": ["site.get"]})
+    seeds["user-add"] = http("POST", "/api/v1/users",
+                             body={"email": "u2@example.com", "role": "Administrator"})
+    seeds["user-link"] = http("POST", "/api/v1/users/%d/password-link" % H_USER)
+    seeds["user-delete"] = http("DELETE", "/api/v1/users/%d" % H_USER)
+    seeds["set-password-get"] = http("GET", "/api/v1/set-password?token=AAAA", None)
+    seeds["set-password"] = http("POST", "/api/v1/set-password", None,
+                                 {"token": "AAAA", "password": "0123456789ab"})
+    seeds["installers"] = http("GET", "/api/v1/installers", "@TOKEN@")
+    seeds["installer-create"] = http("POST", "/api/v1/installers", "@TOKEN@",
+                                     {"name": "I2", "email": "i2@example.com"})
+    seeds["installer-clients"] = http("GET", "/api/v1/installers/%d/clients" % H_INST,
+                                      "@TOKEN@")
+    seeds["vdisk-create"] = http("POST", "/api/v1/installers/%d/vdisks" % H_INST,
+                                 "@TOKEN@", {"client_id": H_CLIENT,
+                                             "capacity_bytes": 1 << 30,
+                                             "retention_days": 7})
+    seeds["vdisk-channels"] = http("PUT", "/api/v1/vdisks/%d/channels" % H_VDISK,
+                                   body={"channels": [{"id": H_CH, "cloud_backup": True}]})
+    seeds["vdisk-connection"] = http("PUT", "/api/v1/vdisks/%d/connection" % H_VDISK,
+                                     body={"device_id": "nvr-1"})
+    seeds["vdisk-activate"] = http("POST", "/api/v1/vdisks/%d/activate" % H_VDISK)
+    seeds["vdisk-steps"] = http("GET", "/api/v1/vdisks/%d/steps" % H_VDISK)
+    seeds["ai-sub"] = http("POST", "/api/v1/installers/%d/ai-subscriptions" % H_INST,
+                           "@TOKEN@", {"client_id": H_CLIENT,
+                                       "algorithms": ["person"], "channels_max": 1})
+    seeds["audit"] = http("GET", "/api/v1/audit?kind=recorder&id=%d&limit=5"
+                                 "&from=2026-01-01T00:00:00Z" % H_REC, "@TOKEN@")
+    seeds["delete-recorder"] = http("DELETE", "/api/v1/recorders/%d" % H_REC)
+    # The server's own refusals.
+    seeds["not-found"] = http("GET", "/api/v1/nothing")
+    seeds["method"] = http("PATCH", "/api/v1/clients")
+    seeds["head"] = http("HEAD", "/api/v1/me")
+    seeds["options"] = http("OPTIONS", "*", None)
+    seeds["pct-nul"] = http("GET", "/api/v1/clients/%00")
+    seeds["pct-bad"] = http("GET", "/api/v1/clients/%zz?x=%4")
+    seeds["pct-slash"] = http("GET", "/api/v1/clients/8%2F9")
+    seeds["utf8-bad"] = http("GET", "/api/v1/clients?name=ab").replace(
+        b"=ab", b"=\xff\xfe")
+    seeds["drive"] = http("PUT", "/api/v1/vdisks/%d/drive" % H_VDISK,
+                          body={"name": "Disk", "retention_days": 10,
+                                "camera_caps": [{"channel_id": H_CH,
+                                                 "cap_bytes": 1 << 20}]})
+    seeds["vdisk-resize"] = http("PUT", "/api/v1/installers/%d/vdisks/%d"
+                                 % (H_INST, H_VDISK), "@TOKEN@",
+                                 {"capacity_bytes": 2 << 30})
+    seeds["long-url"] = http("GET", "/api/v1/clients?" + "a" * 4100)
+    seeds["query-repeat"] = http("GET", "/api/v1/clients?limit=1&limit=2&after&=x")
+    seeds["ctl-header"] = http("GET", "/api/v1/me", headers=["X-A: b\x01c"])
+    seeds["bad-json"] = http("POST", "/api/v1/clients", body=b'{"name":')
+    seeds["json-array"] = http("POST", "/api/v1/clients", body=b"[1,2]")
+    seeds["json-utf8"] = http("POST", "/api/v1/clients",
+                              body=b'{"name":"\xc3\x28","email":"a@b.c"}')
+    seeds["json-deep"] = http("POST", "/api/v1/roles",
+                              body=b'{"name":"x","permissions":' + b"[" * 600 +
+                              b"]" * 600 + b"}")
+    seeds["wrong-type"] = http("POST", "/api/v1/clients", None,
+                               headers=["Content-Type: text/plain",
+                                        "Content-Length: 2"]) + b"{}"
+    seeds["too-large"] = http("POST", "/api/v1/clients",
+                              headers=["Content-Type: application/json",
+                                       "Content-Length: 99999999"])
+    seeds["chunked"] = http("POST", "/api/v1/clients",
+                            headers=["Content-Type: application/json",
+                                     "Transfer-Encoding: chunked"]) + \
+        b'5\r\n{"nam\r\n1c\r\ne":"Chunked","email":"c@d.ef"}\r\n0\r\n\r\n'
+    seeds["expect-continue"] = http("POST", "/api/v1/clients",
+                                    body={"name": "E", "email": "e@f.gh"},
+                                    headers=["Expect: 100-continue"])
+    seeds["http10"] = http("GET", "/api/v1/me", version="HTTP/1.0", close=False)
+    seeds["pipelined"] = (http("GET", "/api/v1/me", close=False) +
+                          http("GET", "/api/v1/clients", close=True))
+    seeds["no-spaces"] = b"GET/api/v1/me\r\n\r\n"
+    seeds["garbage"] = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"
+    seeds["half-request"] = b"GET /api/v1/me HTTP/1.1\r\nHost: loc"
+    return seeds
+
+
+def pair_answer_seeds():
+    ok = {"ok": True, "device_id": "rec-1", "cert": "@CERT@", "chain": "CHAIN",
+          "broker": {"host": "mq.example.net", "port": 8883}}
+
+    def j(**kw):
+        return json.dumps(dict(ok, **kw), separators=(",", ":")).encode()
+
+    return {
+        "ok": j(),
+        "ok-pretty": json.dumps(ok, indent=2).encode(),
+        "ok-ipv6": j(broker={"host": "::1", "port": 1}),
+        "refused": b'{"ok":false,"error":"wrong_code"}',
+        "refused-no-reason": b'{"ok":false}',
+        "refused-number": b'{"ok":false,"error":7}',
+        "other-device": j(device_id="rec-2"),
+        "bad-device": j(device_id="../x"),
+        "no-cert": b'{"ok":true,"device_id":"rec-1","chain":"",'
+                   b'"broker":{"host":"h","port":1}}',
+        "bad-cert": j(cert="-----BEGIN CERTIFICATE-----\nAAAA\n"
+                           "-----END CERTIFICATE-----\n"),
+        "port-range": j(broker={"host": "h", "port": 65536}),
+        "port-fraction": j(broker={"host": "h", "port": 8883.5}),
+        "host-empty": j(broker={"host": "", "port": 1}),
+        "host-long": j(broker={"host": "h" * 256, "port": 1}),
+        "broker-missing": j(broker=None),
+        "ok-string": j(ok="true"),
+        "trailing": j() + b"garbage",
+        "nul": j()[:20] + b"\0" + j()[20:],
+        "not-json": b"-----BEGIN CERTIFICATE-----",
+        "empty": b"",
+    }
+
+
+def renew_answer_seeds():
+    ok = {"ok": True, "cert": "@CERT@", "chain": "CHAIN"}
+
+    def j(**kw):
+        return json.dumps(dict(ok, **kw), separators=(",", ":")).encode()
+
+    return {
+        "ok": j(),
+        "ok-pretty": json.dumps(ok, indent=2).encode(),
+        "ok-no-chain": b'{"ok":true,"cert":"@CERT@"}',
+        "ok-empty-chain": j(chain=""),
+        "too-soon": b'{"ok":false,"error":"too_soon"}',
+        "revoked": b'{"ok":false,"error":"revoked"}',
+        "bad-csr": b'{"ok":false,"error":"bad_csr"}',
+        "refused-no-reason": b'{"ok":false}',
+        "bad-cert": j(cert="-----BEGIN CERTIFICATE-----\nAAAA\n"
+                           "-----END CERTIFICATE-----\n"),
+        "ok-number": j(ok=1),
+        "array": b'[{"ok":true}]',
+        "not-json": b"@CERT@",
+        "nul": j()[:10] + b"\0" + j()[10:],
+        "empty": b"",
+    }
+
+
+def model_seeds():
+    base = {"model": "fz", "vendor": "Generic", "kind": "nvr", "channels": 4,
+            "source_template":
+                "rtsp://127.0.0.1:554/Streaming/Channels/{channel}01",
+            "spool_dir": "/var/lib/c2d/spool", "spool_max_bytes": 8589934592,
+            "segment_seconds": 10,
+            "budget": {"cpu_percent": 20, "memory_kib": 65536}}
+
+    def j(**kw):
+        return json.dumps(dict(base, **kw), separators=(",", ":")).encode()
+
+    seeds = {"nvr": json.dumps(base, indent=2).encode() + b"\n"}
+    here = os.path.join(HERE, "..", "..", "firmware-configs")
+    for name in sorted(os.listdir(here)):
+        if name.endswith(".json") and name != "schema.json":
+            with open(os.path.join(here, name)) as f:
+                m = json.load(f)
+            m["model"] = "fz"
+            seeds["fw-" + name[:-5]] = json.dumps(m, indent=2).encode()
+    seeds.update({
+        "dashcam-dir": j(kind="dashcam", channels=2,
+                         source_template="/mnt/sd/record/ch{channel}"),
+        "two-placeholders": j(source_template="rtsp://h/{channel}/{channel}"),
+        "max-channels": j(channels=64),
+        "channels-65": j(channels=65),
+        "other-name": j(model="generic-nvr-4ch"),
+        "no-placeholder": j(source_template="rtsp://h/x"),
+        "stray-brace": j(source_template="rtsp://h/{channel}}"),
+        "relative": j(source_template="rec/{channel}"),
+        "spool-relative": j(spool_dir="spool"),
+        "kind-bad": j(kind="hvr"),
+        "vendor-empty": j(vendor=""),
+        "budget-missing": json.dumps({k: v for k, v in base.items()
+                                      if k != "budget"}).encode(),
+        "budget-range": j(budget={"cpu_percent": 101, "memory_kib": 1023}),
+        "budget-unknown": j(budget={"cpu_percent": 1, "memory_kib": 1024,
+                                    "x": 1}),
+        "template-long": j(source_template="/" + "a" * 1100 + "{channel}"),
+        "unknown-key": j(colour="red"),
+        "syntax-error": b'{"model":"fz",}',
+        "empty": b"",
+    })
+    return seeds
+
+
+def identity_seeds():
+    ok = {"device_id": "rec-1",
+          "broker": {"host": "mq.example.net", "port": 8883}}
+
+    def j(**kw):
+        return json.dumps(dict(ok, **kw), separators=(",", ":")).encode()
+
+    return {
+        "ok": j(),
+        "ok-pretty": json.dumps(ok, indent=2).encode(),
+        "port-range": j(broker={"host": "h", "port": 0}),
+        "port-fraction": j(broker={"host": "h", "port": 1.9}),
+        "host-long": j(broker={"host": "h" * 255, "port": 1}),
+        "host-too-long": j(broker={"host": "h" * 256, "port": 1}),
+        "host-escapes": j(broker={"host": "a\u0000b\n", "port": 1}),
+        "bad-device": j(device_id="a/b"),
+        "device-64": j(device_id="d" * 64),
+        "truncated": j()[:25],
+        "zeros": bytes(64),
+        "big": j() + b" " * 4100,
+        "empty": b"",
+    }
+
+
+# fuzz_revoke_acl: a byte picking revoked ids (bit i: IDS[i] of
+# tests/fuzz/fuzz_revoke_acl.c), then the ACL file as read back.
+ACL_MARK = (b"# --- revoked devices: written by c2d-controller, do not edit "
+            b"below ---")
+ACL = (b"# c2d device listener ACL (c2d-ca)\n"
+       b"user c2d-controller\ntopic readwrite c2d/v1/#\n\n"
+       b"pattern write c2d/v1/d/%u/seg\npattern read c2d/v1/d/%u/ack\n"
+       b"pattern read c2d/v1/d/%u/cfg\npattern readwrite c2d/v1/d/%u/state\n")
+
+
+def deny(i):
+    return b"user %s\ntopic deny c2d/v1/#\n\n" % [b"rec-1", b"cam-2"][i]
+
+
+def revoke_acl_seeds():
+    applied = ACL + ACL_MARK + b"\n" + deny(0) + deny(1)
+    return {
+        "fresh": b"\x01" + ACL,
+        "fresh-none": b"\x00" + ACL,
+        "applied": b"\x03" + applied,
+        "applied-more": b"\xff" + applied,
+        "applied-fewer": b"\x00" + applied,
+        "no-newline": b"\x01" + ACL.rstrip(b"\n"),
+        "mark-no-newline": b"\x01" + ACL + ACL_MARK,
+        "mark-twice": b"\x01" + ACL + ACL_MARK + b"\n" + deny(0) + ACL_MARK +
+                      b"\n",
+        "mark-crlf": b"\x01" + ACL.replace(b"\n", b"\r\n") + ACL_MARK +
+                     b"\r\n" + deny(0),
+        "mark-indented": b"\x01" + ACL + b" " + ACL_MARK + b"\n",
+        "mark-prefix": b"\x01" + ACL + ACL_MARK[:-3] + b"\n",
+        "mark-first": b"\x02" + ACL_MARK + b"\n" + deny(1),
+        "nul": b"\x01" + ACL[:10] + b"\0" + ACL[10:],
+        "empty": b"\x01",
+    }
+
+
 TARGETS = {
     "fuzz_chunk": chunk_seeds,
     "fuzz_msg": msg_seeds,
@@ -389,6 +762,12 @@ TARGETS = {
     "fuzz_config": config_seeds,
     "fuzz_ingest": ingest_seeds,
     "fuzz_agent_config": agent_config_seeds,
+    "fuzz_http": http_seeds,
+    "fuzz_pair_answer": pair_answer_seeds,
+    "fuzz_renew_answer": renew_answer_seeds,
+    "fuzz_model": model_seeds,
+    "fuzz_identity": identity_seeds,
+    "fuzz_revoke_acl": revoke_acl_seeds,
 }
 
 

@@ -392,6 +392,22 @@ class Broker:
                 "--cert", str(cert.crt), "--key", str(cert.key), "-V", "mqttv5"]
 
 
+def start_ca_broker(ca_dir, ports, log, timeout=15):
+    """mosquitto -c ca_dir/mosquitto.conf, as c2d-ca init wrote it, once all
+    its ports (the device and pairing listeners) accept connections.
+    Retried a few times: a port of the previous test may linger in
+    TIME_WAIT. Returns the Proc; the caller kill9()s it."""
+    ports = list(ports)
+    for attempt in range(5):
+        p = Proc("mosquitto", ["mosquitto", "-c", Path(ca_dir) / "mosquitto.conf"], log)
+        wait_for(lambda: not p.alive() or all(port_open(x) for x in ports), timeout,
+                 "mosquitto on ports %s" % ", ".join(str(x) for x in ports))
+        if p.alive():
+            return p
+        time.sleep(0.5)
+    raise AssertionError("mosquitto did not start\n%s" % p.tail())
+
+
 # ---- MQTT test clients (paho) --------------------------------------------
 
 
@@ -751,12 +767,12 @@ class Agent:
         self.proc = None
         self.runs = 0
 
-    def start(self, exit_when_done=True):
+    def start(self, exit_when_done=True, env=None):
         assert self.proc is None or not self.proc.alive()
         cmd = [AGENT_BIN, "run", "-c", self.conf]
         if exit_when_done:
             cmd.append("--exit-when-done")
-        self.proc = Proc("c2d-agent", cmd, self.log)
+        self.proc = Proc("c2d-agent", cmd, self.log, env=env)
         self.runs += 1
         return self
 
@@ -931,3 +947,147 @@ class SegSpy:
 
     def close(self):
         self.client.close()
+
+
+# ---- accounting: every segment an agent made ---------------------------------
+
+# The agent's log lines (docs/components.md, c2d-agent "Logs"; agent/agent.c
+# and agent/channel.c) that say what became of a segment it did not deliver.
+RE_BACKUP_OFF = r"segment deleted ch=(\d+) start=(\d+) size=\d+: cloud backup is off"
+RE_HELD = r"segment rejected ch=(\d+) start=(\d+) reason=(?:quota_full|no_disk)"
+RE_SPOOL_FULL = (r"spool full after channel \d+'s segment: dropped (\d+) unsent segments "
+                 r"\(\d+ bytes, starts (-?\d+)\.\.(-?\d+)\)")
+RE_PARKED = r"segment parked ch=(\d+) start=(\d+)"
+RE_BAD_FILE = r"segment dropped ch=(\d+) start=(\d+)"
+
+
+def spool_keys(agent):
+    """{(ch, start_us): path} of the segments in agent's spool."""
+    return {(int(f.parent.name), int(f.stem)): f for f in agent.spool_files()}
+
+
+def log_starts(text, pattern):
+    return {(int(c), int(s)) for c, s in re.findall(pattern, text)}
+
+
+def account(dev, agent, segs, policy, seg_s, strict=True, restarted=False, first_start_us=None,
+            hole_s=None):
+    """Accounts for every segment `agent` (device dev) made against segs, the
+    controller's records of dev (`segments --json` items). Each is:
+      stored   recorded, with the SHA-256 of the agent's copy (keep_sent_dir
+               or spool), or dropped from the agent's full spool after it was
+               sent (no copy left to compare: fsck --hashes checks the file);
+      evicted  acknowledged (kept) and no longer recorded: an overwrite disk;
+      backup_off  deleted by the agent, its channel's backup being off;
+      dropped  dropped unsent from the agent's full spool (the agent's
+               "spool full" lines: count and range of starts, no channel);
+      refused  waiting in the spool on a channel held by a refusal
+               (quota_full, no_disk);
+      inflight waiting in the spool among the last made (the agent stopped).
+    What the agent made is known from its files and log; a segment missing
+    from all of them is a hole in a channel's timeline (starts more than
+    hole_s apart, default 2 * seg_s + 1 for sources with a keyframe every
+    2 s; or after first_start_us, the wall-clock time of the agent's first
+    start) that no "spool full" line covers.
+
+    agent: kept(), spool_files() and proc.text() (its log over all its runs).
+    policy: its disk's policy ("overwrite", "stop") or None.
+    restarted: the agent was killed meanwhile, so a segment may be both kept
+      and in the spool (copied to keep_sent_dir after its ack, killed before
+      the spool record went); such a stored one counts as stored.
+    strict: AssertionError at the first problem (test_24); otherwise each
+      problem is described in "problems" and counted in "lost" (holes by an
+      estimate of the segments they held).
+    Returns {"made", "stored", "evicted", "backup_off", "dropped",
+    "dropped_stored", "refused", "inflight", "waiting", "lost", "problems",
+    "span": {ch: (first start, last start)}}."""
+    problems = []
+    lost = [0]
+
+    def problem(n, msg):
+        if strict:
+            raise AssertionError("%s: %s" % (dev, msg))
+        problems.append("%s: %s" % (dev, msg))
+        lost[0] += n
+
+    text = agent.proc.text()
+    kept = agent.kept()
+    spool = spool_keys(agent)
+    deleted = log_starts(text, RE_BACKUP_OFF)
+    held = log_starts(text, RE_HELD)
+    ranges = [(int(n), int(a), int(z)) for n, a, z in re.findall(RE_SPOOL_FULL, text)]
+    bad_file = log_starts(text, RE_BAD_FILE)
+    stored = {(s["channel"], s["start_us"]): s for s in segs}
+
+    def in_drop(start):
+        return any(a <= start <= z for _, a, z in ranges)
+
+    both = set(kept) & set(spool)
+    if both and not (restarted and both <= set(stored)):
+        problem(len(both - set(stored)) or len(both),
+                "in the spool and acknowledged: %s" % sorted(both)[:5])
+    for k in sorted(deleted & set(kept)):
+        problem(1, "ch %d start %d committed and deleted for backup off" % k)
+    for k in sorted(deleted & set(stored)):
+        problem(1, "ch %d start %d stored though the agent deleted it (backup off)" % k)
+    dropped_stored = 0
+    for k, s in sorted(stored.items()):
+        src = kept.get(k) or spool.get(k)
+        if not src:
+            if in_drop(k[1]):
+                dropped_stored += 1  # sent, then dropped from the full spool
+            else:
+                problem(1, "ch %d start %d is stored but the agent has no copy of it" % k)
+        elif sha256_file(src) != s["sha256"]:
+            problem(1, "ch %d start %d stored differs from the agent's copy %s" % (k[0], k[1], src))
+    evicted = set(kept) - set(stored)
+    if evicted and policy != "overwrite":
+        problem(len(evicted), "acknowledged segments gone from a %s disk: %s"
+                % (policy, sorted(evicted)[:5]))
+        evicted = set()
+    for k in sorted(bad_file - set(stored)):
+        problem(1, "ch %d start %d dropped by the agent (its own file was damaged)" % k)
+
+    made = set(kept) | set(spool) | deleted | set(stored)
+    gap_us = (2 * seg_s + 1 if hole_s is None else hole_s) * 10**6
+    holes = 0
+    refused = inflight = 0
+    span = {}
+    for ch in sorted({c for c, _ in made}):
+        starts = sorted(s for c, s in made if c == ch)
+        span[ch] = (starts[0], starts[-1])
+        pairs = list(zip(starts, starts[1:]))
+        if first_start_us is not None and starts[0] - first_start_us > gap_us:
+            pairs.insert(0, (first_start_us, starts[0]))
+        for a, b in pairs:
+            if b - a <= gap_us:
+                continue
+            n = max(1, round((b - a) / (seg_s * 1e6)) - 1)
+            if any(lo < b and hi > a for _, lo, hi in ranges):
+                holes += n
+            else:
+                problem(n, "ch %d: about %d segments missing between %d and %d (the agent "
+                        "made them, nobody accounts for them)" % (ch, n, a, b))
+        waiting = sorted(s for c, s in spool if c == ch and (c, s) not in stored)
+        if waiting:
+            # The first one waiting was refused (then its channel is held), or
+            # was among the last made (in flight when the agent stopped).
+            first = waiting[0]
+            if (ch, first) in held:
+                refused += len(waiting)
+            elif first in starts[-4:]:
+                inflight += len(waiting)
+            else:
+                problem(len(waiting), "ch %d start %d waits in the spool with no refusal"
+                        % (ch, first))
+    ndropped = sum(n for n, _, _ in ranges)
+    if holes > ndropped - dropped_stored + len(ranges):
+        problem(holes - (ndropped - dropped_stored),
+                "holes hold about %d segments, the agent dropped %d unsent (%d of them stored)"
+                % (holes, ndropped, dropped_stored))
+    return {"made": len(made) + max(0, ndropped - dropped_stored), "stored": len(stored),
+            "evicted": len(evicted), "backup_off": len(deleted),
+            "dropped": max(0, ndropped - dropped_stored), "dropped_stored": dropped_stored,
+            "refused": refused, "inflight": inflight,
+            "waiting": len(set(spool) - set(stored)), "lost": lost[0], "problems": problems,
+            "span": span}

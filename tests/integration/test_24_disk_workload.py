@@ -26,13 +26,12 @@ timing)."""
 import json
 import os
 import random
-import re
 import subprocess
 import time
 
 import pytest
 
-from c2dtest import CONTROLLER_BIN, MqttClient, ack_topic, file_channel, seg_topic, sha256_file
+from c2dtest import CONTROLLER_BIN, MqttClient, account, ack_topic, file_channel, seg_topic
 from test_22_quota import MIB, Space, bookmark_on, check_disk_exact, store_settled
 
 DURATION_S = 70
@@ -198,51 +197,6 @@ class Driver:
             c.close()
 
 
-def spool_keys(agent):
-    return {(int(f.parent.name), int(f.stem)): f for f in agent.spool_files()}
-
-
-def log_starts(text, pattern):
-    return {(int(c), int(s)) for c, s in re.findall(pattern, text)}
-
-
-def account(dev, agent, segs, policy):
-    """Every segment agent made: stored intact, evicted (overwrite), deleted
-    for backup off, or in the spool with a reason. Returns counts."""
-    text = agent.proc.text()
-    kept = agent.kept()
-    spool = spool_keys(agent)
-    dropped = log_starts(text, r"segment deleted ch=(\d+) start=(\d+) size=\d+: cloud backup is off")
-    held = log_starts(text, r"segment rejected ch=(\d+) start=(\d+) reason=(?:quota_full|no_disk)")
-    stored = {(s["channel"], s["start_us"]): s for s in segs}
-    assert not set(kept) & set(spool), "in the spool and acknowledged: %s" % (set(kept) & set(spool))
-    assert not dropped & set(kept), "committed and deleted for backup off: %s" % (dropped & set(kept))
-    assert not dropped & set(stored), "stored though the agent deleted it: %s" % (
-        dropped & set(stored))
-    for k, s in stored.items():
-        src = kept.get(k) or spool.get(k)
-        assert src, "%s ch %d start %d is stored but the agent never made it" % (dev, k[0], k[1])
-        assert sha256_file(src) == s["sha256"], "%s %s stored differs from the agent's" % (dev, k)
-    evicted = set(kept) - set(stored)
-    if policy == "stop":
-        assert not evicted, "a stop disk lost committed segments: %s" % sorted(evicted)
-    made = set(kept) | set(spool) | dropped
-    for ch in sorted({c for c, _ in made}):
-        starts = sorted(s for c, s in made if c == ch)
-        gaps = [(a, b) for a, b in zip(starts, starts[1:]) if b - a > (2 * SEG_S + 1) * 10**6]
-        assert not gaps, "%s ch %d: segments missing between %s (the agent made them, nobody " \
-            "accounts for them)" % (dev, ch, gaps)
-        waiting = sorted(s for c, s in spool if c == ch and (c, s) not in stored)
-        if waiting:
-            # The first one waiting was refused (then its channel is held), or
-            # was among the last made (in flight when the agent stopped).
-            first = waiting[0]
-            assert (ch, first) in held or first in starts[-4:], (
-                "%s ch %d start %d waits in the spool with no refusal" % (dev, ch, first))
-    return {"made": len(made), "stored": len(stored), "evicted": len(evicted),
-            "backup_off": len(dropped), "waiting": len(set(spool) - set(stored))}
-
-
 @pytest.mark.timeout(400)
 def test_disk_workload(make_controller, make_agent, media, pki):
     seed = int(os.environ.get("C2D_TEST_SEED") or random.SystemRandom().randrange(1 << 31))
@@ -294,7 +248,8 @@ def test_disk_workload(make_controller, make_agent, media, pki):
             # full: the unprotected ones make room; protected ones may exceed
             # a capacity shrunk after they were protected
             assert u["used_bytes"] <= max(d["capacity_bytes"], u["protected_bytes"]), d
-        report[dev] = account(dev, agents[dev], mine, policy)
+        report[dev] = {k: v for k, v in account(dev, agents[dev], mine, policy, SEG_S).items()
+                       if k not in ("problems", "span")}
         report[dev]["used_bytes"] = u["used_bytes"]
         report[dev]["capacity_bytes"] = d["capacity_bytes"]
     print("accounting: %s" % json.dumps(report, sort_keys=True))

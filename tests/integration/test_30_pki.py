@@ -25,7 +25,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from c2dtest import BUILD_DIR, HOST, Cert, MqttClient, Proc, free_port, port_open, run, wait_for
+from c2dtest import (BUILD_DIR, HOST, Cert, MqttClient, free_port, run, start_ca_broker,
+                     wait_for)
 
 CA_BIN = BUILD_DIR / "tools" / "c2d-ca"
 KEYS = ["ca.key", "issuing.key", "broker.key", "controller.key"]
@@ -97,15 +98,7 @@ def pki(tmp_path_factory):
 @pytest.fixture
 def broker(pki, tmp_path):
     """mosquitto -c DIR/mosquitto.conf, exactly as c2d-ca wrote it."""
-    for attempt in range(5):
-        p = Proc("mosquitto", ["mosquitto", "-c", pki.dir / "mosquitto.conf"],
-                 tmp_path / "mosquitto.log")
-        wait_for(lambda: not p.alive() or (port_open(pki.dev_port) and port_open(pki.pair_port)),
-                 15, "mosquitto on ports %d and %d" % (pki.dev_port, pki.pair_port))
-        if p.alive():
-            break
-        time.sleep(0.5)  # a port still in TIME_WAIT after the previous test
-    assert p.alive(), p.tail()
+    p = start_ca_broker(pki.dir, [pki.dev_port, pki.pair_port], tmp_path / "mosquitto.log")
     yield p
     p.kill9()
 

@@ -13,14 +13,12 @@ broker: test_33_unpair.py."""
 import json
 import os
 import time
-from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 
-from apiclient import Api, err
-from c2dtest import (BUILD_DIR, HOST, Agent, Cert, Controller, Proc, file_channel, free_port,
-                     port_open, run, wait_for)
+from apiclient import Api
+from c2dtest import (BUILD_DIR, HOST, Controller, Proc, file_channel, free_port, port_open, run,
+                     start_ca_broker, wait_for)
 from test_22_quota import DIST, DIST_PW, PW, outbox_link
 from test_30_pki import PairClient, Pki, show
 
@@ -35,27 +33,20 @@ def capki(tmp_path_factory):
 
 @pytest.fixture
 def cabroker(capki, tmp_path):
-    for attempt in range(5):
-        p = Proc("mosquitto", ["mosquitto", "-c", capki.dir / "mosquitto.conf"],
-                 tmp_path / "mosquitto.log")
-        wait_for(lambda: not p.alive() or (port_open(capki.dev_port) and port_open(capki.pair_port)),
-                 15, "mosquitto on ports %d and %d" % (capki.dev_port, capki.pair_port))
-        if p.alive():
-            break
-        time.sleep(0.5)
-    assert p.alive(), p.tail()
+    p = start_ca_broker(capki.dir, [capki.dev_port, capki.pair_port], tmp_path / "mosquitto.log")
     yield p
     p.kill9()
 
 
 class Story:
     """Controller (API + pairing) on the c2d-ca broker, the distributor, one
-    installer with a client, a site and a recorder without a device id."""
+    installer with a client, a site and a recorder without a device id.
+    pki: keys over the controller's default "pki" section (e.g.
+    {"device_days": 1} in test_36); overrides: other sections."""
 
     def __init__(self, capki, d, pki=None, default_client_id=False, **overrides):
-        broker = SimpleNamespace(port=capki.dev_port, pki=SimpleNamespace(ca=capki.ca))
         self.port = free_port()
-        self.ctl = Controller(d / "controller", broker, capki.controller,
+        self.ctl = Controller(d / "controller", capki.as_broker(), capki.controller,
                               http={"listen": "127.0.0.1", "port": self.port},
                               pki=dict({"issuing_cert": str(capki.dir / "issuing.crt"),
                                         "issuing_key": str(capki.dir / "issuing.key"),
@@ -100,13 +91,15 @@ class Story:
     def code(self):
         return self.ok("POST", "/api/v1/recorders/%d/pairing-code" % self.rec["id"], want=(201,))
 
-    def agent(self, name, channels, code=None):
-        """An agent configuration in pairing mode (no device id, no broker)."""
+    def agent(self, name, channels, code=None, **overrides):
+        """An agent configuration in pairing mode (no device id, no broker);
+        overrides are further keys of the agent's configuration."""
         cfg = {"serial": SERIAL, "state_dir": str(self.dir / name / "state"),
                "pairing": {"host": HOST, "port": self.capki.pair_port,
                            "ca_file": str(self.capki.ca)},
                "segment_seconds": 10, "chunk_bytes": 65536, "ack_timeout_s": 3,
                "channels": channels}
+        cfg.update(overrides)
         if code:
             cfg["pairing_code"] = code
         p = self.dir / name

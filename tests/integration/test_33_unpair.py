@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from apiclient import err
-from c2dtest import HOST, Cert, MqttClient, Proc, free_port, port_open, wait_for
+from c2dtest import HOST, Cert, MqttClient, free_port, start_ca_broker, wait_for
 from test_30_pki import Pki, init, pub, refused
 from test_31_pairing import Story, pair
 
@@ -54,15 +54,7 @@ def rpki(tmp_path):
 
 @pytest.fixture
 def rbroker(rpki, tmp_path):
-    for attempt in range(5):
-        p = Proc("mosquitto", ["mosquitto", "-c", rpki.dir / "mosquitto.conf"],
-                 tmp_path / "mosquitto.log")
-        wait_for(lambda: not p.alive() or (port_open(rpki.dev_port) and port_open(rpki.pair_port)),
-                 15, "mosquitto")
-        if p.alive():
-            break
-        time.sleep(0.5)
-    assert p.alive(), p.tail()
+    p = start_ca_broker(rpki.dir, (rpki.dev_port, rpki.pair_port), tmp_path / "mosquitto.log")
     wait_for(lambda: rpki.pid_file.exists(), 5, "the broker's pid file")
     yield p
     p.kill9()

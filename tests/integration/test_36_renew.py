@@ -16,68 +16,12 @@ import os
 import re
 import subprocess
 import time
-from types import SimpleNamespace
 
-from apiclient import Api
-from c2dtest import (HOST, Cert, Controller, MqttClient, Proc, file_channel, free_port, port_open,
-                     wait_for)
-from test_22_quota import DIST, DIST_PW, PW, outbox_link
+from c2dtest import Cert, MqttClient, Proc, file_channel, wait_for
 from test_30_pki import show
-from test_31_pairing import AGENT_BIN, SERIAL, cabroker, capki, pair  # noqa: F401 (fixtures)
+from test_31_pairing import AGENT_BIN, Story, cabroker, capki, pair  # noqa: F401 (fixtures)
 
 RENEW_BEFORE_S = 2 * 86400  # longer than the one-day lifetime: due at once
-
-
-class Story:
-    """test_31's story with one-day device certificates: controller (API,
-    pairing, renewal), an installer, a recorder with SERIAL."""
-
-    def __init__(self, capki, d):
-        broker = SimpleNamespace(port=capki.dev_port, pki=SimpleNamespace(ca=capki.ca))
-        self.port = free_port()
-        self.ctl = Controller(d / "controller", broker, capki.controller,
-                              http={"listen": "127.0.0.1", "port": self.port},
-                              pki={"issuing_cert": str(capki.dir / "issuing.crt"),
-                                   "issuing_key": str(capki.dir / "issuing.key"),
-                                   "chain": str(capki.dir / "chain.crt"),
-                                   "device_days": 1,
-                                   "device_host": HOST, "device_port": capki.dev_port})
-        self.ctl.init(DIST, DIST_PW)
-        self.ctl.start()
-        wait_for(lambda: port_open(self.port) or not self.ctl.alive(), 20, "the API",
-                 on_timeout=self.ctl.diag)
-        wait_for(lambda: "connected to" in self.ctl.log_text() or not self.ctl.alive(), 20,
-                 "the controller's broker connection", on_timeout=self.ctl.diag)
-        time.sleep(0.5)  # its subscriptions follow the connection
-        self.api = Api(self.port)
-        dist = self.api.token(DIST, DIST_PW)
-        email = "installer@example.com"
-        self.api.ok("POST", "/api/v1/installers", {"name": "Installer", "email": email},
-                    token=dist)
-        self.api.ok("POST", "/api/v1/set-password",
-                    {"token": outbox_link(self.ctl, email), "password": PW})
-        self.tok = self.api.token(email, PW)
-        client = self.ok("POST", "/api/v1/clients", {"name": "Client", "email": "c@example.com"})
-        site = self.ok("POST", "/api/v1/sites", {"name": "Site", "client_id": client["id"]})
-        self.rec = self.ok("POST", "/api/v1/recorders",
-                           {"name": "NVR", "serial": SERIAL, "model": "X8",
-                            "site_id": site["id"], "channels": 1})
-        self.capki = capki
-        self.dir = d
-
-    def ok(self, method, path, body=None, want=(200, 201, 204)):
-        return self.api.ok(method, path, body, token=self.tok, want=want)
-
-    def agent_conf(self, channels):
-        cfg = {"serial": SERIAL, "state_dir": str(self.dir / "agent" / "state"),
-               "pairing": {"host": HOST, "port": self.capki.pair_port,
-                           "ca_file": str(self.capki.ca)},
-               "segment_seconds": 2, "chunk_bytes": 65536, "ack_timeout_s": 3,
-               "renew_before_s": RENEW_BEFORE_S, "channels": channels}
-        p = self.dir / "agent"
-        p.mkdir(parents=True, exist_ok=True)
-        (p / "agent.json").write_text(json.dumps(cfg, indent=2))
-        return p / "agent.json"
 
 
 def csr_request(key, cn):
@@ -90,8 +34,7 @@ def csr_request(key, cn):
 def ask(capki, cert, dev, payload, timeout=15, want_answer=True):
     """Publishes payload on dev's csr topic as cert, returns the answer
     (None if there is none and want_answer is false)."""
-    broker = SimpleNamespace(port=capki.dev_port, pki=SimpleNamespace(ca=capki.ca))
-    c = MqttClient(broker, cert, "t36-%d" % os.getpid(), subscribe=["c2d/v1/d/%s/cert" % dev])
+    c = MqttClient(capki.as_broker(), cert, "t36-%d" % os.getpid(), subscribe=["c2d/v1/d/%s/cert" % dev])
     try:
         c.publish("c2d/v1/d/%s/csr" % dev, payload)
         m = c.get(timeout)
@@ -104,10 +47,11 @@ def ask(capki, cert, dev, payload, timeout=15, want_answer=True):
 
 
 def test_renew_and_keep_uploading(capki, cabroker, tmp_path, media):
-    s = Story(capki, tmp_path)
+    s = Story(capki, tmp_path, pki={"device_days": 1})  # test_31's, one-day certificates
     got = s.ok("POST", "/api/v1/recorders/%d/pairing-code" % s.rec["id"], want=(201,))
     dev = got["device_id"]
-    conf = s.agent_conf([file_channel(1, media.h264_short, realtime=True, loop=True)])
+    conf = s.agent("agent", [file_channel(1, media.h264_short, realtime=True, loop=True)],
+                   segment_seconds=2, renew_before_s=RENEW_BEFORE_S)
     pair(conf, got["code"])
     state = tmp_path / "agent" / "state"
     ident = state / "identity"

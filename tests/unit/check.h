@@ -4,7 +4,10 @@
 #ifndef C2D_TEST_CHECK_H
 #define C2D_TEST_CHECK_H
 
+#include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 
 static int failures;
 
@@ -15,6 +18,32 @@ static int failures;
             failures++;                                                                            \
         }                                                                                          \
     } while (0)
+
+/* Writes text to path, or exits: a test without its fixture file cannot
+ * test anything. */
+static inline void check_write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+        perror(path);
+        exit(1);
+    }
+}
+
+/* For loaders whose errors name the file and the key: counts a failure
+ * (reported at file:line) unless err holds path and each of the
+ * NULL-terminated strings in needles. */
+static inline void check_err_names(const char *file, int line, const char *err, const char *path,
+                                   va_list needles)
+{
+    int ok = strstr(err, path) != NULL;
+    for (const char *s; (s = va_arg(needles, const char *));)
+        ok = ok && strstr(err, s) != NULL;
+    if (!ok) {
+        fprintf(stderr, "%s:%d: unexpected error text: \"%s\"\n", file, line, err);
+        failures++;
+    }
+}
 
 /* Prints the count and gives main()'s exit status. */
 static inline int check_result(void)

@@ -69,9 +69,10 @@ static void test_topic_parse(void)
         const char *topic;
         c2d_topic_kind kind;
     } ok[] = {
-        {"c2d/v1/d/cam-01/seg", C2D_TOPIC_SEG}, {"c2d/v1/d/cam-01/ack", C2D_TOPIC_ACK},
-        {"c2d/v1/d/cam-01/cfg", C2D_TOPIC_CFG}, {"c2d/v1/d/cam-01/state", C2D_TOPIC_STATE},
-        {"c2d/v1/d/cam-01/evt", C2D_TOPIC_EVT},
+        {"c2d/v1/d/cam-01/seg", C2D_TOPIC_SEG},   {"c2d/v1/d/cam-01/ack", C2D_TOPIC_ACK},
+        {"c2d/v1/d/cam-01/cfg", C2D_TOPIC_CFG},   {"c2d/v1/d/cam-01/state", C2D_TOPIC_STATE},
+        {"c2d/v1/d/cam-01/evt", C2D_TOPIC_EVT},   {"c2d/v1/d/cam-01/csr", C2D_TOPIC_CSR},
+        {"c2d/v1/d/cam-01/cert", C2D_TOPIC_CERT},
     };
     for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
         char dev[C2D_DEVICE_ID_MAX + 1] = "";
@@ -122,6 +123,18 @@ static void test_topic_parse(void)
         {"c2d/v1/d/+/seg", C2D_ERR_NAME},
         {"c2d/v1/d/#/seg", C2D_ERR_NAME},
         {"c2d/v1/d/caf\xc3\xa9/seg", C2D_ERR_NAME},
+        /* csr and cert lead to a certificate for the id: never a reserved one */
+        {"c2d/v1/d/c2d-controller/csr", C2D_ERR_NAME},
+        {"c2d/v1/d/C2D-x/csr", C2D_ERR_NAME},
+        {"c2d/v1/d/c2D-/cert", C2D_ERR_NAME},
+        {"c2d/v1/d/a/b/csr", C2D_ERR_TOPIC},
+        {"c2d/v1/d//csr", C2D_ERR_TOPIC},
+        {"c2d/v1/d/+/csr", C2D_ERR_NAME},
+        {"c2d/v1/d/rec-1/csr/", C2D_ERR_TOPIC},
+        {"c2d/v1/d/rec-1/CSR", C2D_ERR_TOPIC},
+        {"c2d/v1/d/rec-1/certs", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/rec-1/csr", C2D_ERR_TOPIC},
+        {"c2d/v1/d/rec-1/req", C2D_ERR_TOPIC},
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         char out[C2D_DEVICE_ID_MAX + 1];
@@ -145,6 +158,105 @@ static void test_topic_parse(void)
     CHECK_ST(c2d_topic_parse(with_nul, dev, &kind), C2D_ERR_TOPIC);
     static const char with_nul2[] = "c2d/v1/d/cam/seg\0/extra";
     CHECK_ST(c2d_topic_parse(with_nul2, dev, &kind), C2D_OK);
+
+    /* Reserved ids are refused only where a certificate is at stake; the
+     * controller's own user may still write elsewhere in c2d/v1/d/. */
+    CHECK_ST(c2d_topic_parse("c2d/v1/d/c2d-controller/seg", dev, &kind), C2D_OK);
+    CHECK_ST(c2d_topic_parse("c2d/v1/d/c2dx/csr", dev, &kind), C2D_OK);
+    CHECK(strcmp(dev, "c2dx") == 0 && kind == C2D_TOPIC_CSR);
+}
+
+static void test_id_reserved(void)
+{
+    CHECK(c2d_id_reserved("c2d-controller"));
+    CHECK(c2d_id_reserved("C2D-x"));
+    CHECK(c2d_id_reserved("c2D-"));
+    CHECK(!c2d_id_reserved("c2d"));
+    CHECK(!c2d_id_reserved("c2d_x"));
+    CHECK(!c2d_id_reserved("xc2d-"));
+    CHECK(!c2d_id_reserved(""));
+    CHECK(!c2d_id_reserved(NULL));
+}
+
+static void test_pair_topic(void)
+{
+    char s[C2D_DEVICE_ID_MAX + 1] = "", buf[C2D_TOPIC_MAX];
+    c2d_pair_kind kind = (c2d_pair_kind)-1;
+    CHECK_ST(c2d_pair_topic_parse("c2d/v1/pair/SN-1/req", s, &kind), C2D_OK);
+    CHECK(strcmp(s, "SN-1") == 0 && kind == C2D_PAIR_REQ);
+    CHECK_ST(c2d_pair_topic_parse("c2d/v1/pair/SN_2.x/resp", s, &kind), C2D_OK);
+    CHECK(strcmp(s, "SN_2.x") == 0 && kind == C2D_PAIR_RESP);
+
+    char id[C2D_DEVICE_ID_MAX + 2], topic[256];
+    memset(id, 's', sizeof(id) - 1);
+    id[C2D_DEVICE_ID_MAX] = '\0';
+    snprintf(topic, sizeof(topic), "c2d/v1/pair/%s/req", id);
+    CHECK_ST(c2d_pair_topic_parse(topic, s, &kind), C2D_OK);
+    CHECK(strcmp(s, id) == 0);
+    /* The longest pairing topic fits C2D_TOPIC_MAX. */
+    CHECK_ST(c2d_pair_topic_format(buf, sizeof(buf), id, C2D_PAIR_RESP), C2D_OK);
+    id[C2D_DEVICE_ID_MAX] = 's';
+    id[C2D_DEVICE_ID_MAX + 1] = '\0';
+    snprintf(topic, sizeof(topic), "c2d/v1/pair/%s/req", id);
+    CHECK_ST(c2d_pair_topic_parse(topic, s, &kind), C2D_ERR_NAME);
+
+    static const struct {
+        const char *topic;
+        c2d_status want;
+    } bad[] = {
+        {"", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/", C2D_ERR_TOPIC},
+        {"c2d/v1/pair//req", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1/", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1/req/", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1/req/x", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1/REQ", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1/csr", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1/#", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/SN-1/+", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/a/b/req", C2D_ERR_TOPIC},
+        {"c2d/v1/d/SN-1/req", C2D_ERR_TOPIC},
+        {"c2d/v1/pairx/SN-1/req", C2D_ERR_TOPIC},
+        {"c2d/v2/pair/SN-1/req", C2D_ERR_TOPIC},
+        {"c2d/v1/pair/c2d-controller/req", C2D_ERR_NAME},
+        {"c2d/v1/pair/C2D-x/req", C2D_ERR_NAME},
+        {"c2d/v1/pair/c2d-x/resp", C2D_ERR_NAME},
+        {"c2d/v1/pair/.x/req", C2D_ERR_NAME},
+        {"c2d/v1/pair/-x/req", C2D_ERR_NAME},
+        {"c2d/v1/pair/../req", C2D_ERR_NAME},
+        {"c2d/v1/pair/+/req", C2D_ERR_NAME},
+        {"c2d/v1/pair/#/req", C2D_ERR_NAME},
+        {"c2d/v1/pair/S N/req", C2D_ERR_NAME},
+        {"c2d/v1/pair/caf\xc3\xa9/req", C2D_ERR_NAME},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char out[C2D_DEVICE_ID_MAX + 1];
+        memcpy(out, "untouched", 10);
+        kind = (c2d_pair_kind)42;
+        c2d_status st = c2d_pair_topic_parse(bad[i].topic, out, &kind);
+        if (st != bad[i].want) {
+            fprintf(stderr, "pair topic \"%s\": %s, want %s\n", bad[i].topic, c2d_reason(st),
+                    c2d_reason(bad[i].want));
+            failures++;
+        }
+        CHECK(strcmp(out, "untouched") == 0);
+        CHECK(kind == (c2d_pair_kind)42);
+    }
+    CHECK_ST(c2d_pair_topic_parse(NULL, s, &kind), C2D_ERR_TOPIC);
+
+    CHECK_ST(c2d_pair_topic_format(buf, sizeof(buf), "SN-1", C2D_PAIR_REQ), C2D_OK);
+    CHECK(strcmp(buf, "c2d/v1/pair/SN-1/req") == 0);
+    CHECK_ST(c2d_pair_topic_format(buf, sizeof(buf), "SN-1", C2D_PAIR_RESP), C2D_OK);
+    CHECK(strcmp(buf, "c2d/v1/pair/SN-1/resp") == 0);
+    CHECK_ST(c2d_pair_topic_parse(buf, s, &kind), C2D_OK);
+    CHECK(strcmp(s, "SN-1") == 0 && kind == C2D_PAIR_RESP);
+    CHECK_ST(c2d_pair_topic_format(buf, strlen("c2d/v1/pair/SN-1/resp"), "SN-1", C2D_PAIR_RESP),
+             C2D_ERR_BUFFER);
+    CHECK_ST(c2d_pair_topic_format(buf, sizeof(buf), "c2d-controller", C2D_PAIR_REQ), C2D_ERR_NAME);
+    CHECK_ST(c2d_pair_topic_format(buf, sizeof(buf), "a/b", C2D_PAIR_REQ), C2D_ERR_NAME);
+    CHECK_ST(c2d_pair_topic_format(buf, sizeof(buf), NULL, C2D_PAIR_REQ), C2D_ERR_NAME);
+    CHECK_ST(c2d_pair_topic_format(buf, sizeof(buf), "SN-1", (c2d_pair_kind)9), C2D_ERR_TOPIC);
 }
 
 static void test_topic_format(void)
@@ -152,7 +264,7 @@ static void test_topic_format(void)
     char buf[C2D_TOPIC_MAX], dev[C2D_DEVICE_ID_MAX + 1];
     c2d_topic_kind kind;
     const c2d_topic_kind kinds[] = {C2D_TOPIC_SEG, C2D_TOPIC_ACK, C2D_TOPIC_CFG, C2D_TOPIC_STATE,
-                                    C2D_TOPIC_EVT};
+                                    C2D_TOPIC_EVT, C2D_TOPIC_CSR, C2D_TOPIC_CERT};
     for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
         CHECK_ST(c2d_topic_format(buf, sizeof(buf), "rec.7", kinds[i]), C2D_OK);
         CHECK_ST(c2d_topic_parse(buf, dev, &kind), C2D_OK);
@@ -175,6 +287,11 @@ static void test_topic_format(void)
     CHECK_ST(c2d_topic_format(buf, sizeof(buf), "a/b", C2D_TOPIC_SEG), C2D_ERR_NAME);
     CHECK_ST(c2d_topic_format(buf, sizeof(buf), NULL, C2D_TOPIC_SEG), C2D_ERR_NAME);
     CHECK_ST(c2d_topic_format(buf, sizeof(buf), "cam", (c2d_topic_kind)99), C2D_ERR_TOPIC);
+    CHECK_ST(c2d_topic_format(buf, sizeof(buf), "rec-1", C2D_TOPIC_CERT), C2D_OK);
+    CHECK(strcmp(buf, "c2d/v1/d/rec-1/cert") == 0);
+    CHECK_ST(c2d_topic_format(buf, sizeof(buf), "c2d-controller", C2D_TOPIC_CERT), C2D_ERR_NAME);
+    CHECK_ST(c2d_topic_format(buf, sizeof(buf), "C2D-x", C2D_TOPIC_CSR), C2D_ERR_NAME);
+    CHECK_ST(c2d_topic_format(buf, sizeof(buf), "c2d-controller", C2D_TOPIC_CFG), C2D_OK);
 }
 
 /* ---- Chunk frames ------------------------------------------------------ */
@@ -688,6 +805,8 @@ int main(void)
     test_device_id();
     test_topic_parse();
     test_topic_format();
+    test_id_reserved();
+    test_pair_topic();
     test_chunk_roundtrip();
     test_chunk_errors();
     test_msg_readme_examples();

@@ -4,25 +4,22 @@
  * bound) and ctl_rec_query_devices (a real ledger: merged pages, gaps over
  * the merge, each device's own retention cutoff). */
 #include "check.h"
+#include "ledger_fixture.h"
 #include "controller/directory.h"
 #include "controller/ledger.h"
 #include "controller/recordings.h"
 #include "controller/revoke.h"
 
 #include <errno.h>
-#include <ftw.h>
-#include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#define SHA_1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define S 1000000                    /* one second in µs */
 #define T0 (INT64_C(1764489600) * S) /* 2025-11-30T08:00:00Z */
 
-static char dir[256];
+static char dir[LEDGER_FIXTURE_DIR_MAX];
 static ctl_ledger *led;
 static ctl_dir *d;
 static int64_t fake_now = 1000;
@@ -35,15 +32,7 @@ static int64_t fake_clock(void *ud)
 
 static void commit(const char *dev, uint16_t ch, int64_t start, int64_t dur)
 {
-    ctl_seg_key k;
-    CHECK(ctl_seg_key_set(&k, dev, ch, start) == 0);
-    ctl_segment_rec r;
-    memset(&r, 0, sizeof(r));
-    r.duration_us = dur;
-    r.size = 1000;
-    memcpy(r.sha256, SHA_1, 65);
-    snprintf(r.path, sizeof(r.path), "store/%s/%u/%" PRId64 ".ts", dev, (unsigned)ch, start);
-    CHECK(ctl_ledger_commit_segment(led, &k, &r) == 0);
+    ledger_fixture_commit(led, dev, ch, start, dur);
 }
 
 /* ---- ctl_revoke_ids_of ------------------------------------------------- */
@@ -234,26 +223,10 @@ static void test_query_devices(void)
     CHECK(ctl_rec_query_devices(led, NULL, &r, devs, 2, &l) == -EINVAL);
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/test_rec_devices.XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (ledger_fixture_open("test_rec_devices", dir, &led) != 0)
         return 1;
-    }
-    char path[300];
-    snprintf(path, sizeof(path), "%s/ledger.lmdb", dir);
-    CHECK(ctl_ledger_open(path, 16 << 20, 0, &led) == 0);
-    if (!led)
-        return 1;
-    ctl_ledger_set_open_mode(led, 1); /* no virtual disks here */
     CHECK(ctl_dir_open(led, &d) == 0);
     if (!d)
         return 1;
@@ -262,7 +235,6 @@ int main(void)
     test_merge();
     test_query_devices();
     ctl_dir_free(d);
-    ctl_ledger_free(led);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    ledger_fixture_close(dir, led);
     return check_result();
 }

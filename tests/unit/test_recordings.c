@@ -3,36 +3,26 @@
  * other cameras left out, pages, the retention cutoff, gaps and the HLS
  * playlist text. */
 #include "check.h"
+#include "ledger_fixture.h"
 #include "controller/ledger.h"
 #include "controller/recordings.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <inttypes.h>
 #include <lmdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-#define SHA_1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define S 1000000                    /* one second in µs */
 #define T0 (INT64_C(1764489600) * S) /* 2025-11-30T08:00:00Z */
 
-static char dir[256];
+static char dir[LEDGER_FIXTURE_DIR_MAX];
 static ctl_ledger *led;
 
 static void commit(const char *dev, uint16_t ch, int64_t start, int64_t dur)
 {
-    ctl_seg_key k;
-    CHECK(ctl_seg_key_set(&k, dev, ch, start) == 0);
-    ctl_segment_rec r;
-    memset(&r, 0, sizeof(r));
-    r.duration_us = dur;
-    r.size = 1000;
-    memcpy(r.sha256, SHA_1, 65);
-    snprintf(r.path, sizeof(r.path), "store/%s/%u/%" PRId64 ".ts", dev, (unsigned)ch, start);
-    CHECK(ctl_ledger_commit_segment(led, &k, &r) == 0);
+    ledger_fixture_commit(led, dev, ch, start, dur);
 }
 
 static int64_t cutoff_at;
@@ -78,7 +68,7 @@ static void test_query(void)
         CHECK(l.v[0].start_us == T0 + 10 * S && l.v[1].start_us == T0 + 20 * S &&
               l.v[2].start_us == T0 + 40 * S);
         CHECK(l.v[0].duration_us == 10 * S && l.v[0].size == 1000);
-        CHECK(strcmp(l.v[0].sha256, SHA_1) == 0);
+        CHECK(strcmp(l.v[0].sha256, LEDGER_FIXTURE_SHA) == 0);
         CHECK(strstr(l.v[0].path, "cam-b/2/") != NULL);
     }
     ctl_rec_list_clear(&l);
@@ -208,30 +198,13 @@ static void test_playlist(void)
     }
 }
 
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st, (void)flag, (void)ftw;
-    return remove(p);
-}
-
 int main(void)
 {
-    const char *base = getenv("TMPDIR");
-    snprintf(dir, sizeof(dir), "%s/test_recordings.XXXXXX", base && *base ? base : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
+    if (ledger_fixture_open("test_recordings", dir, &led) != 0)
         return 1;
-    }
-    char path[300];
-    snprintf(path, sizeof(path), "%s/ledger.lmdb", dir);
-    CHECK(ctl_ledger_open(path, 16 << 20, 0, &led) == 0);
-    if (!led)
-        return 1;
-    ctl_ledger_set_open_mode(led, 1); /* no virtual disks here */
     test_query();
     test_gaps();
     test_playlist();
-    ctl_ledger_free(led);
-    nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+    ledger_fixture_close(dir, led);
     return check_result();
 }

@@ -1,5 +1,5 @@
 /* Certificate renewal: the controller's policy (controller/renew.c:
- * revoked, wrong CN, rate limit, the request and topic parsers) and the
+ * revoked, wrong CN, rate limit, the request parser, the topics) and the
  * agent's side (agent/renew.c: not before the window, backoff, a new key,
  * an answer for another key refused, the identity swapped). A CA is made
  * in a temporary directory; no broker, no directory database. */
@@ -85,15 +85,6 @@ static char *csr_for(c2d_pki *p, c2d_pki_key **key, const char *cn)
 
 static void test_parsers(void)
 {
-    char dev[C2D_DEVICE_ID_MAX + 1];
-    CHECK(ctl_renew_topic_device("c2d/v1/d/rec-1/csr", dev) == 0 && strcmp(dev, "rec-1") == 0);
-    CHECK(ctl_renew_topic_device("c2d/v1/d/rec-1/cert", dev) == -EINVAL);
-    CHECK(ctl_renew_topic_device("c2d/v1/d/a/b/csr", dev) == -EINVAL);
-    CHECK(ctl_renew_topic_device("c2d/v1/d//csr", dev) == -EINVAL);
-    CHECK(ctl_renew_topic_device("c2d/v1/d/c2d-controller/csr", dev) == -EINVAL);
-    CHECK(ctl_renew_topic_device("c2d/v1/d/+/csr", dev) == -EINVAL);
-    CHECK(ctl_renew_topic_device("c2d/v1/pair/rec-1/csr", dev) == -EINVAL);
-
     char *csr = NULL;
     size_t n = 0;
     const char *ok = "{\"csr\":\"-----BEGIN\"} \n";
@@ -108,12 +99,44 @@ static void test_parsers(void)
                          "{\"csr\":\"x\",\"code\":\"y\"}",
                          "{\"csr\":\"x\"} x",
                          "[\"csr\"]",
-                         "{\"csr\":\"\xff\"}"};
+                         "{\"csr\":\"\xff\"}",
+                         "{\"csr\":\"-----BEGIN\\u0000x\"}"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         CHECK(ctl_renew_req_parse(bad[i], strlen(bad[i]), &csr, &n) == -EINVAL);
     static char big[CTL_RENEW_REQ_MAX + 2];
     memset(big, ' ', sizeof(big) - 1);
     CHECK(ctl_renew_req_parse(big, sizeof(big) - 1, &csr, &n) == -EFBIG);
+}
+
+/* Only c2d/v1/d/{device}/csr is a request (c2d_topic_parse; its rules are
+ * in test_proto.c): another topic gets no answer, and neither does a
+ * reserved id. */
+static void test_topics(void)
+{
+    ctl_renew *r = new_renew();
+    if (!r)
+        return;
+    static const char *const not_req[] = {
+        "c2d/v1/d/rec-1/cert", "c2d/v1/d/a/b/csr",
+        "c2d/v1/d//csr",       "c2d/v1/d/c2d-controller/csr",
+        "c2d/v1/d/C2D-x/csr",  "c2d/v1/d/+/csr",
+        "c2d/v1/d/rec-1/#",    "c2d/v1/pair/rec-1/csr",
+        "c2d/v1/d/rec-1/seg",  "c2d/v1/d/rec-1/csr/x",
+    };
+    char rt[C2D_TOPIC_MAX] = "untouched", *resp = NULL;
+    ctl_renew_result res;
+    c2d_pki_certinfo ci;
+    for (size_t i = 0; i < sizeof(not_req) / sizeof(not_req[0]); i++) {
+        CHECK(ctl_renew_handle(r, not_req[i], "{}", 2, &res, rt, &resp, &ci) == -EINVAL);
+        CHECK(resp == NULL && strcmp(rt, "untouched") == 0);
+    }
+    CHECK(ctl_renew_answer_revoked("rec-1", rt, &resp) == 0);
+    CHECK(strcmp(rt, "c2d/v1/d/rec-1/cert") == 0 && resp && strstr(resp, "\"revoked\""));
+    free(resp);
+    resp = NULL;
+    CHECK(ctl_renew_answer_revoked("c2d-controller", rt, &resp) == -EINVAL && !resp);
+    CHECK(ctl_renew_answer_revoked("a/b", rt, &resp) == -EINVAL && !resp);
+    ctl_renew_free(r);
 }
 
 /* The controller's policy: revoked, wrong CN, once per hour per device. */
@@ -314,6 +337,7 @@ int main(void)
     CHECK(c2d_pki_new(&p) == 0);
     CHECK(make_ca(p) == 0);
     test_parsers();
+    test_topics();
     test_window();
     test_policy(p);
     test_agent(p);

@@ -167,8 +167,7 @@ int agent_pair_answer_parse(c2d_pki *pki, const void *buf, size_t len, agent_pai
         goto out;
     }
     /* The certificate must be for the device id. Whether it holds our key
-     * is not checked here nor by agent_pair (renewal checks it:
-     * cert_fits_key in agent/renew.c). */
+     * is agent_pair_answer_check_key's question. */
     c2d_pki_certinfo info;
     if (c2d_pki_cert_info(pki, cert, strlen(cert), &info) != 0 || strcmp(info.cn, dev) != 0) {
         snprintf(err, errlen, "the certificate is not for device \"%s\"", dev);
@@ -187,6 +186,20 @@ int agent_pair_answer_parse(c2d_pki *pki, const void *buf, size_t len, agent_pai
     rc = 0;
 out:
     cJSON_Delete(r);
+    return rc;
+}
+
+int agent_pair_answer_check_key(c2d_pki *pki, const agent_pair_answer *a, const c2d_pki_key *key,
+                                char *err, size_t errlen)
+{
+    int rc = c2d_pki_cert_has_key(pki, a->cert, strlen(a->cert), key);
+    if (rc == -EKEYREJECTED)
+        snprintf(err, errlen,
+                 "the controller's certificate for \"%s\" does not hold this "
+                 "recorder's key",
+                 a->id.device_id);
+    else if (rc != 0)
+        snprintf(err, errlen, "the controller's certificate: %s", c2d_pki_error(pki));
     return rc;
 }
 
@@ -330,7 +343,8 @@ int agent_pair(const agent_pair_params *p, agent_identity *out, char *err, size_
         goto out;
     }
     if ((rc = exchange(p, req, &resp, err, errlen)) != 0 ||
-        (rc = agent_pair_answer_parse(pki, resp, strlen(resp), &ans, err, errlen)) != 0)
+        (rc = agent_pair_answer_parse(pki, resp, strlen(resp), &ans, err, errlen)) != 0 ||
+        (rc = agent_pair_answer_check_key(pki, &ans, key, err, errlen)) != 0)
         goto out;
     if ((rc = agent_identity_store(pki, p->state_dir, key, ans.cert, ans.chain, &ans.id, err,
                                    errlen)) != 0)

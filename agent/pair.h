@@ -60,20 +60,29 @@ typedef struct {
  * "port"}} or {"ok":false,"error"}. An accepted answer has a valid device
  * id, a host of 1..255 bytes, a port 1..65535 and a certificate that
  * parses with CN = device id (pki reads it; whether it holds the
- * recorder's key is not checked). 0 with *out set (free it with
+ * recorder's key is agent_pair_answer_check_key's question). 0 with *out set (free it with
  * agent_pair_answer_clear); -EACCES: a refusal, err names the controller's
  * reason; -EPROTO: does not parse, or a field is missing or bad;
  * -EMSGSIZE: empty or over AGENT_PAIR_ANSWER_MAX; -ENOMEM. *out is written
  * only on success; err is always set on failure. */
 int agent_pair_answer_parse(c2d_pki *pki, const void *buf, size_t len, agent_pair_answer *out,
                             char *err, size_t errlen);
+/* 0 if the certificate of a parsed answer holds the public half of key
+ * (the key agent_pair made for its CSR). A certificate for another key
+ * would make every connection fail, so agent_pair stores nothing then.
+ * -EKEYREJECTED: it holds another key; -EBADMSG: it does not parse;
+ * -ENOMEM. err is always set on failure. */
+int agent_pair_answer_check_key(c2d_pki *pki, const agent_pair_answer *a, const c2d_pki_key *key,
+                                char *err, size_t errlen);
 /* Frees what a successful parse allocated and zeroes a. NULL is a no-op. */
 void agent_pair_answer_clear(agent_pair_answer *a);
 
 /* Pairs (mosquitto_lib_init must have been called). 0 with out set and the
  * identity stored; -EACCES with err naming the controller's refusal
  * (wrong_code, expired, used, locked, unknown_serial, bad_csr);
- * -ETIMEDOUT; -EPROTO (an answer that does not parse); -EIO and other
+ * -ETIMEDOUT; -EPROTO (an answer that does not parse); -EKEYREJECTED
+ * (its certificate does not hold the key made for this pairing: nothing is
+ * stored); -EIO and other
  * -errno (network, files). err is always set on failure. */
 int agent_pair(const agent_pair_params *p, agent_identity *out, char *err, size_t errlen);
 

@@ -7,8 +7,6 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <limits.h>
-#include <mbedtls/pk.h>
-#include <mbedtls/x509_crt.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -122,29 +120,6 @@ static const char *jstr(const cJSON *o, const char *k)
     return cJSON_IsString(v) && v->valuestring[0] ? v->valuestring : NULL;
 }
 
-/* 1 if the PEM certificate holds the public half of key. A certificate for
- * another key would make every later connection fail, so it is checked
- * before the identity is replaced. */
-static int cert_fits_key(c2d_pki *pki, const char *cert, const c2d_pki_key *key)
-{
-    char *kpem = NULL;
-    if (c2d_pki_key_pem(pki, key, &kpem) != 0)
-        return 0;
-    mbedtls_x509_crt crt;
-    mbedtls_pk_context pk;
-    mbedtls_x509_crt_init(&crt);
-    mbedtls_pk_init(&pk);
-    int ok =
-        mbedtls_x509_crt_parse(&crt, (const unsigned char *)cert, strlen(cert) + 1) == 0 &&
-        mbedtls_pk_parse_key(&pk, (const unsigned char *)kpem, strlen(kpem) + 1, NULL, 0) == 0 &&
-        mbedtls_pk_check_pair(&crt.pk, &pk) == 0;
-    mbedtls_pk_free(&pk);
-    mbedtls_x509_crt_free(&crt);
-    memset(kpem, 0, strlen(kpem));
-    free(kpem);
-    return ok;
-}
-
 /* Handles an answer to the pending request. */
 static agent_renew_action take_answer(agent_renew *r, const char *text, int64_t now_s, char *msg,
                                       size_t msglen)
@@ -181,7 +156,7 @@ static agent_renew_action take_answer(agent_renew *r, const char *text, int64_t 
     c2d_pki_certinfo ci;
     if (!cert || !chain || c2d_pki_cert_info(r->pki, cert, strlen(cert), &ci) != 0 ||
         strcmp(ci.cn, r->device_id) != 0 || ci.not_after <= now_s ||
-        !cert_fits_key(r->pki, cert, r->key)) {
+        c2d_pki_cert_has_key(r->pki, cert, strlen(cert), r->key) != 0) {
         snprintf(msg, msglen,
                  "certificate renewal: the answer is not a certificate for device %s and the "
                  "pending key; ignored",

@@ -168,5 +168,10 @@ typedef struct {
 int c2d_pki_cert_info(c2d_pki *p, const void *buf, size_t len, c2d_pki_certinfo *out);
 /* c2d_pki_cert_info of a file of at most C2D_PKI_FILE_MAX bytes. */
 int c2d_pki_cert_info_file(c2d_pki *p, const char *path, c2d_pki_certinfo *out);
+/* 0 if the first certificate in a PEM or DER buffer holds the public half
+ * of key: a certificate for another key would make every connection with
+ * it fail, so pairing and renewal check before they store one. -EBADMSG if
+ * it does not parse, -EKEYREJECTED if it holds another key, -ENOMEM. */
+int c2d_pki_cert_has_key(c2d_pki *p, const void *buf, size_t len, const c2d_pki_key *key);
 
 #endif

@@ -956,3 +956,23 @@ int c2d_pki_cert_info_file(c2d_pki *p, const char *path, c2d_pki_certinfo *out)
     }
     return 0;
 }
+
+int c2d_pki_cert_has_key(c2d_pki *p, const void *buf, size_t len, const c2d_pki_key *key)
+{
+    p->err[0] = '\0';
+    size_t mlen;
+    unsigned char *copy = pem_or_der(buf, len, &mlen);
+    if (!copy)
+        return fail(p, -ENOMEM, "out of memory");
+    mbedtls_x509_crt crt;
+    mbedtls_x509_crt_init(&crt);
+    int rc = 0, ret = mbedtls_x509_crt_parse(&crt, copy, mlen);
+    free(copy);
+    if (ret < 0 || crt.raw.p == NULL)
+        rc = fail_mbed(p, -EBADMSG, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT, "certificate");
+    else if ((ret = mbedtls_pk_check_pair(&crt.pk, &key->pk)) != 0)
+        rc = mbed_is_alloc(ret) ? fail(p, -ENOMEM, "out of memory")
+                                : fail(p, -EKEYREJECTED, "certificate: it holds another key");
+    mbedtls_x509_crt_free(&crt);
+    return rc;
+}

@@ -726,17 +726,32 @@ static bool bad_query_escape(const char *raw)
     return false;
 }
 
-/* Refuses NUL bytes in header and query names and values and non-UTF-8
- * query arguments. */
+/* True if s (n bytes) holds a control byte (below 0x20, or DEL); tab
+ * passes if tab_ok. */
+static bool has_ctl(const char *s, size_t n, bool tab_ok)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && !(tab_ok && c == '\t')) || c == 0x7f)
+            return true;
+    }
+    return false;
+}
+
+/* Refuses NUL and control bytes in header and query names and values (a
+ * tab only inside a header value: RFC 9110 allows HTAB in field values) and
+ * non-UTF-8 query arguments. */
 static enum MHD_Result check_value(void *cls, enum MHD_ValueKind kind, const char *key,
                                    size_t key_size, const char *value, size_t value_size)
 {
     bool *bad = cls;
+    const bool header = kind == MHD_HEADER_KIND;
     if (strlen(key) != key_size || (value && strlen(value) != value_size))
         *bad = true;
-    else if (kind == MHD_GET_ARGUMENT_KIND &&
-             (!c2d_utf8_valid((const unsigned char *)key, key_size) ||
-              (value && !c2d_utf8_valid((const unsigned char *)value, value_size))))
+    else if (has_ctl(key, key_size, false) || (value && has_ctl(value, value_size, header)))
+        *bad = true;
+    else if (!header && (!c2d_utf8_valid((const unsigned char *)key, key_size) ||
+                         (value && !c2d_utf8_valid((const unsigned char *)value, value_size))))
         *bad = true;
     return *bad ? MHD_NO : MHD_YES;
 }

@@ -18,8 +18,10 @@
  * Before a handler runs, the server refuses (uniform JSON error bodies, see
  * ctl_http_resp_error):
  *   400 bad_request     a decoded path segment, query argument or header with
- *                       a NUL or control byte (raw or %00), a bad percent
- *                       escape, non-UTF-8 path or query; a request MHD
+ *                       a NUL or control byte (below 0x20 or DEL, raw or
+ *                       %-escaped; a tab is allowed inside a header value,
+ *                       as RFC 9110 allows HTAB in field values), a bad
+ *                       percent escape, non-UTF-8 path or query; a request MHD
  *                       cannot parse gets MHD's own 400 (not JSON), or for a
  *                       request line without spaces, a closed connection;
  *   414 uri_too_long    a request target longer than CTL_HTTP_URL_MAX (beyond

@@ -372,6 +372,30 @@ static void test_server(void)
     expect(port, "GET", "/api/v1/clients/%ff/sites/x", NULL, 400, "bad_request");
     expect(port, "GET", "/echo?q=a%00b", NULL, 400, "bad_request");
     expect(port, "GET", "/echo?q=%c3", NULL, 400, "bad_request");
+    expect(port, "GET", "/echo?limit=%01", NULL, 400, "bad_request");
+    expect(port, "GET", "/echo?q=a%7fb", NULL, 400, "bad_request");
+    expect(port, "GET", "/echo?q=a%09b", NULL, 400, "bad_request");
+    expect(port, "GET", "/echo?a%1fb=1", NULL, 400, "bad_request");
+    /* Control bytes in a header value, but a tab (RFC 9110 HTAB). */
+    static const char *const bad_headers[] = {"X-A: b\x01"
+                                              "c",
+                                              "X-A: b\x7f"
+                                              "c",
+                                              "X-A: b\x1b"
+                                              "c"};
+    for (size_t i = 0; i < sizeof(bad_headers) / sizeof(bad_headers[0]); i++) {
+        char raw[128];
+        snprintf(raw, sizeof(raw),
+                 "GET /echo HTTP/1.1\r\nHost: x\r\n%s\r\nConnection: close\r\n\r\n",
+                 bad_headers[i]);
+        CHECK(exchange(port, raw, &r) == 0);
+        CHECK(r.status == 400 && strcmp(error_code(&r, buf, sizeof(buf)), "bad_request") == 0);
+        resp_free(&r);
+    }
+    CHECK(exchange(port, "GET /echo HTTP/1.1\r\nHost: x\r\nX-A: b\tc\r\nConnection: close\r\n\r\n",
+                   &r) == 0);
+    CHECK(r.status == 200);
+    resp_free(&r);
 
     /* A raw NUL byte in the request line, and a malformed request line:
      * MHD refuses those itself. */

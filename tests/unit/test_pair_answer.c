@@ -1,7 +1,8 @@
 /* agent/pair.c: agent_pair_answer_parse, the controller's pairing answer
  * as the agent reads it (docs/pairing.md): a good answer, a refusal, and
- * each way an answer can be bad. A CA and a certificate for "rec-1" are
- * made in memory. */
+ * each way an answer can be bad; agent_pair_answer_check_key, the check
+ * that the certificate holds the key made for the CSR. A CA and
+ * certificates for "rec-1" are made in memory. */
 #include "agent/pair.h"
 #include "check.h"
 #include "common/c2d_pki.h"
@@ -12,16 +13,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* A certificate for cn signed by a fresh root, as PEM (malloc'd). */
-static char *cert_for(c2d_pki *p, const char *cn)
+/* A certificate for cn and key (NULL: a fresh one) signed by a fresh root,
+ * as PEM (malloc'd). */
+static char *cert_key(c2d_pki *p, const char *cn, const c2d_pki_key *key)
 {
     c2d_pki_key *rk = NULL, *k = NULL;
     c2d_pki_ca *ca = NULL;
     char *root = NULL, *rkey = NULL, *pem = NULL;
-    if (c2d_pki_key_generate(p, &rk) || c2d_pki_key_generate(p, &k) ||
+    if (c2d_pki_key_generate(p, &rk) || (!key && c2d_pki_key_generate(p, &k)) ||
         c2d_pki_make_root(p, rk, "test root", 30, &root) || c2d_pki_key_pem(p, rk, &rkey) ||
         c2d_pki_ca_parse(p, root, strlen(root), rkey, strlen(rkey), &ca) ||
-        c2d_pki_make_client(p, ca, k, cn, 10, &pem))
+        c2d_pki_make_client(p, ca, key ? key : k, cn, 10, &pem))
         pem = NULL;
     free(root);
     free(rkey);
@@ -29,6 +31,11 @@ static char *cert_for(c2d_pki *p, const char *cn)
     c2d_pki_key_free(rk);
     c2d_pki_key_free(k);
     return pem;
+}
+
+static char *cert_for(c2d_pki *p, const char *cn)
+{
+    return cert_key(p, cn, NULL);
 }
 
 /* {"ok":true,...} with the given fields (NULL: left out), as text. */
@@ -81,6 +88,40 @@ static void expect(c2d_pki *p, char *s, int want)
     if (rc == 0)
         agent_pair_answer_clear(&a);
     free(s);
+}
+
+/* The certificate must hold the key the recorder made; another key is
+ * refused with a reason (agent_pair then stores nothing). */
+static void test_check_key(c2d_pki *p)
+{
+    c2d_pki_key *mine = NULL;
+    CHECK(c2d_pki_key_generate(p, &mine) == 0);
+    char *good = mine ? cert_key(p, "rec-1", mine) : NULL, *bad = cert_for(p, "rec-1");
+    CHECK(good && bad);
+    char err[256];
+    agent_pair_answer a;
+    char *s = answer("rec-1", good, "", "h", 1);
+    CHECK(s && parse(p, s, strlen(s), &a, err) == 0);
+    if (good && bad && s && a.cert) {
+        err[0] = '\0';
+        CHECK(agent_pair_answer_check_key(p, &a, mine, err, sizeof(err)) == 0);
+        agent_pair_answer_clear(&a);
+        free(s);
+        s = answer("rec-1", bad, "", "h", 1);
+        CHECK(parse(p, s, strlen(s), &a, err) == 0);
+        err[0] = '\0';
+        CHECK(agent_pair_answer_check_key(p, &a, mine, err, sizeof(err)) == -EKEYREJECTED);
+        CHECK(strstr(err, "does not hold this recorder's key") != NULL);
+        agent_pair_answer_clear(&a);
+        /* The shared check itself, and a certificate that does not parse. */
+        CHECK(c2d_pki_cert_has_key(p, good, strlen(good), mine) == 0);
+        CHECK(c2d_pki_cert_has_key(p, bad, strlen(bad), mine) == -EKEYREJECTED);
+        CHECK(c2d_pki_cert_has_key(p, "x", 1, mine) == -EBADMSG);
+    }
+    free(s);
+    free(good);
+    free(bad);
+    c2d_pki_key_free(mine);
 }
 
 int main(void)
@@ -142,6 +183,8 @@ int main(void)
     /* A certificate for another device, or none at all. */
     expect(p, answer("rec-1", other, "", "h", 1), -EPROTO);
     expect(p, answer("rec-1", "-----BEGIN CERTIFICATE-----", "", "h", 1), -EPROTO);
+
+    test_check_key(p);
 
     free(cert);
     free(other);

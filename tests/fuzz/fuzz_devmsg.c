@@ -28,6 +28,7 @@
 #include "controller/ledger.h"
 #include "controller/quota.h"
 #include "fuzz.h"
+#include "fuzz_scratch.h"
 
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -78,19 +79,6 @@ static struct {
     unsigned long inputs;
 } w;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(const char *path)
-{
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static uint64_t put(ctl_dir_txn *t, int kind, uint64_t tenant, const char *json, const char *device)
 {
     ctl_dir_obj o = {.kind = kind, .tenant = tenant, .json = (char *)json};
@@ -126,28 +114,7 @@ static void free_world(void)
     w.l = NULL;
     char lp[320];
     snprintf(lp, sizeof(lp), "%s/ledger.lmdb", w.root);
-    rm_tree(lp);
-}
-
-/* Removes directories left by earlier runs of this target that crashed
- * (libFuzzer exits from its crash handler without running atexit). */
-static void remove_stale(const char *base)
-{
-    DIR *d = opendir(base);
-    if (!d)
-        return;
-    static const char prefix[] = "c2d-fuzz-devmsg.";
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) != 0)
-            continue;
-        long pid = strtol(e->d_name + sizeof(prefix) - 1, NULL, 10);
-        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", base, e->d_name);
-        rm_tree(p);
-    }
-    closedir(d);
+    fuzz_rm_tree(lp);
 }
 
 static void at_exit(void)
@@ -155,22 +122,13 @@ static void at_exit(void)
     if (!w.ready)
         return;
     free_world();
-    rm_tree(w.root);
+    fuzz_rm_tree(w.root);
     w.ready = 0;
 }
 
 static void init(void)
 {
-    struct stat sb;
-    const char *base = "/dev/shm";
-    if (stat(base, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(base, W_OK) != 0) {
-        base = getenv("TMPDIR");
-        if (!base || !*base)
-            base = "/tmp";
-    }
-    remove_stale(base);
-    snprintf(w.root, sizeof(w.root), "%s/c2d-fuzz-devmsg.%ld.XXXXXX", base, (long)getpid());
-    FUZZ_ASSERT(mkdtemp(w.root) != NULL);
+    fuzz_scratch_dir("c2d-fuzz-devmsg", w.root, sizeof(w.root));
     make_world();
     w.ready = 1;
     atexit(at_exit);

@@ -39,6 +39,7 @@
 #include "controller/ledger.h"
 #include "controller/store.h"
 #include "fuzz.h"
+#include "fuzz_scratch.h"
 #include "proto/c2d_proto.h"
 
 #include <dirent.h>
@@ -103,19 +104,6 @@ static struct {
 
 /* ---- helpers ---------------------------------------------------------------- */
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
-static void rm_tree(const char *path)
-{
-    nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 static int count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
@@ -172,27 +160,6 @@ static void close_all(void)
     fz.st = NULL;
 }
 
-/* Removes directories left by earlier runs of this target that crashed
- * (libFuzzer exits from its crash handler without running atexit). */
-static void remove_stale(const char *base)
-{
-    DIR *d = opendir(base);
-    if (!d)
-        return;
-    static const char prefix[] = "c2d-fuzz-ingest.";
-    for (struct dirent *e; (e = readdir(d));) {
-        if (strncmp(e->d_name, prefix, sizeof(prefix) - 1) != 0)
-            continue;
-        long pid = strtol(e->d_name + sizeof(prefix) - 1, NULL, 10);
-        if (pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
-            continue;
-        char p[512];
-        snprintf(p, sizeof(p), "%s/%s", base, e->d_name);
-        rm_tree(p);
-    }
-    closedir(d);
-}
-
 static void full_check(void);
 
 static void at_exit(void)
@@ -201,24 +168,15 @@ static void at_exit(void)
         return;
     full_check();
     close_all();
-    rm_tree(fz.root);
+    fuzz_rm_tree(fz.root);
     fz.ready = 0;
 }
 
 static void init(void)
 {
     signal(SIGPIPE, SIG_IGN);
-    struct stat sb;
-    const char *base = "/dev/shm";
-    if (stat(base, &sb) != 0 || !S_ISDIR(sb.st_mode) || access(base, W_OK) != 0) {
-        base = getenv("TMPDIR");
-        if (!base || !*base)
-            base = "/tmp";
-    }
     fz.trace = getenv("FUZZ_INGEST_TRACE") != NULL;
-    remove_stale(base);
-    snprintf(fz.root, sizeof(fz.root), "%s/c2d-fuzz-ingest.%ld.XXXXXX", base, (long)getpid());
-    FUZZ_ASSERT(mkdtemp(fz.root) != NULL);
+    fuzz_scratch_dir("c2d-fuzz-ingest", fz.root, sizeof(fz.root));
     snprintf(fz.data_dir, sizeof(fz.data_dir), "%s/data", fz.root);
     open_all();
     fz.fd_baseline = count_fds();
@@ -230,7 +188,7 @@ static void reset(void)
 {
     full_check();
     close_all();
-    rm_tree(fz.data_dir);
+    fuzz_rm_tree(fz.data_dir);
     open_all();
 }
 

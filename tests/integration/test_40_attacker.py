@@ -653,7 +653,9 @@ def test_api_across_tenants_and_sessions(env):
     assert st == 200, st
 
     # sessions: forged, logged out, expired (absolute expiry set to 2 s)
-    for bad in ["x" * 43, "A" * 43, "", "../../etc/passwd", env.s.tok[:-1] + "A", "\u00e9" * 10]:
+    # the real token with its last character changed (never to itself)
+    forged = env.s.tok[:-1] + ("B" if env.s.tok.endswith("A") else "A")
+    for bad in ["x" * 43, "A" * 43, "", "../../etc/passwd", forged, "\u00e9" * 10]:
         st, out = curl(env, "GET", "/api/v1/me", bad)
         assert st in (400, 401), (bad, st, out)
     t = env.api.token("installer@example.com", PW)

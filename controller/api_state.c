@@ -79,6 +79,7 @@ static int get_state(api_ctx *x)
                      cJSON_AddNullToObject(out, "state") &&
                      (v = cJSON_AddObjectToObject(out, "cfg_version")) &&
                      cJSON_AddNullToObject(v, "applied") && cJSON_AddNullToObject(v, "published") &&
+                     cJSON_AddNullToObject(out, "rate_limited") &&
                      cJSON_AddArrayToObject(out, "alarms")
                  ? 0
                  : -ENOMEM;

@@ -117,6 +117,9 @@ def test_pair_and_upload(capki, cabroker, tmp_path, media):
                                     "pairing_port": capki.pair_port})
     assert s.pairing() == {"state": "none", "expires_at": None, "wrong_codes": 0,
                            "locked_until": None}
+    state_path = "/api/v1/recorders/%d/state" % s.rec["id"]
+    unpaired = s.ok("GET", state_path)
+    assert unpaired["device"] is None and unpaired["rate_limited"] is None, unpaired
     got = s.code()
     code = got["code"]
     # the pairing listener, as configured, for the installer to pass on
@@ -148,6 +151,8 @@ def test_pair_and_upload(capki, cabroker, tmp_path, media):
     segs = s.ctl.segments()
     assert segs and {x["device"] for x in segs} == {dev}, segs
     assert s.pairing()["state"] == "paired"
+    # paired or not, the recorder's state has the same keys
+    assert set(s.ok("GET", state_path)) == set(unpaired)
 
     # the same code again: used (and the identity stays as it was)
     before = os.readlink(ident)

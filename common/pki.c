@@ -88,6 +88,14 @@ static int fail_mbed(c2d_pki *p, int rc, int ret, const char *what)
     return mbed_is_alloc(ret) ? -ENOMEM : rc;
 }
 
+/* Puts where in front of p's error ("where: <error>"); returns rc. */
+static int fail_in(c2d_pki *p, int rc, const char *where)
+{
+    char why[sizeof(p->err)];
+    snprintf(why, sizeof(why), "%s", p->err);
+    return fail(p, rc, "%s: %s", where, why);
+}
+
 /* Copies len bytes of untrusted text into out for an error message, with
  * anything but printable ASCII as \xNN and the result cut to fit. */
 static const char *escape(char *out, size_t outlen, const unsigned char *s, size_t len)
@@ -228,6 +236,24 @@ static unsigned char *pem_or_der(const void *buf, size_t len, size_t *mlen)
     return copy;
 }
 
+/* Parses a certificate (PEM or DER; of a chain, the first must parse)
+ * into crt, which the caller has initialised and frees either way. 0,
+ * -ENOMEM, or -EBADMSG with the error "what: ...". */
+static int parse_cert(c2d_pki *p, const void *buf, size_t len, const char *what,
+                      mbedtls_x509_crt *crt)
+{
+    size_t mlen;
+    unsigned char *copy = pem_or_der(buf, len, &mlen);
+    if (!copy)
+        return fail(p, -ENOMEM, "out of memory");
+    /* a chain parses partly (ret > 0) when one of its certificates does not */
+    int ret = mbedtls_x509_crt_parse(crt, copy, mlen);
+    free(copy);
+    if (ret < 0 || crt->raw.p == NULL)
+        return fail_mbed(p, -EBADMSG, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT, what);
+    return 0;
+}
+
 /* ---- keys ------------------------------------------------------------ */
 
 static int key_is_p256(const mbedtls_pk_context *pk)
@@ -297,12 +323,7 @@ int c2d_pki_key_load(c2d_pki *p, const char *path, c2d_pki_key **out)
         return rc;
     rc = c2d_pki_key_parse(p, buf, len, out);
     free_secret(buf, len);
-    if (rc != 0) {
-        char why[sizeof(p->err)];
-        snprintf(why, sizeof(why), "%s", p->err);
-        return fail(p, rc, "%s: %s", path, why);
-    }
-    return 0;
+    return rc != 0 ? fail_in(p, rc, path) : 0;
 }
 
 int c2d_pki_key_pem(c2d_pki *p, const c2d_pki_key *key, char **pem)
@@ -417,25 +438,14 @@ int c2d_pki_ca_parse(c2d_pki *p, const void *crt, size_t crt_len, const void *ke
                      c2d_pki_ca **out)
 {
     p->err[0] = '\0';
-    size_t mlen;
-    unsigned char *copy = pem_or_der(crt, crt_len, &mlen);
     c2d_pki_ca *ca = calloc(1, sizeof(*ca));
-    int rc = 0, ret;
-    if (!copy || !ca) {
-        free(copy);
-        free(ca);
+    if (!ca)
         return fail(p, -ENOMEM, "out of memory");
-    }
     mbedtls_x509_crt_init(&ca->crt);
-    /* a chain file parses partly (ret > 0) when one of its certificates
-     * does not; the CA must be the first and parse. */
-    ret = mbedtls_x509_crt_parse(&ca->crt, copy, mlen);
-    free(copy);
-    if (ret < 0 || ca->crt.raw.p == NULL) {
-        rc = fail_mbed(p, -EBADMSG, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT,
-                       "CA certificate");
+    /* the CA is the first certificate of a chain file */
+    int rc = parse_cert(p, crt, crt_len, "CA certificate", &ca->crt);
+    if (rc != 0)
         goto fail;
-    }
     if (!ca->crt.ca_istrue) {
         rc = fail(p, -EINVAL, "CA certificate: not a CA (basicConstraints CA:false)");
         goto fail;
@@ -446,8 +456,7 @@ int c2d_pki_ca_parse(c2d_pki *p, const void *crt, size_t crt_len, const void *ke
     }
     if ((rc = c2d_pki_key_parse(p, key, key_len, &ca->key)) != 0)
         goto fail;
-    ret = mbedtls_pk_check_pair(&ca->crt.pk, &ca->key->pk);
-    if (ret != 0) {
+    if (mbedtls_pk_check_pair(&ca->crt.pk, &ca->key->pk) != 0) {
         rc = fail(p, -EINVAL, "CA key does not belong to the CA certificate");
         goto fail;
     }
@@ -649,40 +658,36 @@ static int check_cn(c2d_pki *p, const char *cn)
     return 0;
 }
 
-int c2d_pki_make_root(c2d_pki *p, const c2d_pki_key *key, const char *cn, int days, char **pem)
+/* A CA certificate for key, signed by parent (NULL: self-signed), that may
+ * have pathlen CAs below it; days at most max_days. */
+static int make_ca(c2d_pki *p, const c2d_pki_ca *parent, const c2d_pki_key *key, const char *cn,
+                   int days, int max_days, int pathlen, char **pem)
 {
     p->err[0] = '\0';
     int rc;
-    if ((rc = check_cn(p, cn)) != 0 || (rc = check_days(p, days, C2D_PKI_ROOT_DAYS)) != 0)
+    if ((rc = check_cn(p, cn)) != 0 || (rc = check_days(p, days, max_days)) != 0)
         return rc;
     issue_req r = {
         .cn = cn,
         .key = (mbedtls_pk_context *)&key->pk,
+        .ca = parent,
         .days = days,
         .is_ca = 1,
-        .pathlen = 1,
+        .pathlen = pathlen,
         .key_usage = MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN,
     };
     return issue(p, &r, pem);
 }
 
+int c2d_pki_make_root(c2d_pki *p, const c2d_pki_key *key, const char *cn, int days, char **pem)
+{
+    return make_ca(p, NULL, key, cn, days, C2D_PKI_ROOT_DAYS, 1, pem);
+}
+
 int c2d_pki_make_issuing(c2d_pki *p, const c2d_pki_ca *root, const c2d_pki_key *key, const char *cn,
                          int days, char **pem)
 {
-    p->err[0] = '\0';
-    int rc;
-    if ((rc = check_cn(p, cn)) != 0 || (rc = check_days(p, days, C2D_PKI_ISSUING_DAYS)) != 0)
-        return rc;
-    issue_req r = {
-        .cn = cn,
-        .key = (mbedtls_pk_context *)&key->pk,
-        .ca = root,
-        .days = days,
-        .is_ca = 1,
-        .pathlen = 0,
-        .key_usage = MBEDTLS_X509_KU_KEY_CERT_SIGN | MBEDTLS_X509_KU_CRL_SIGN,
-    };
-    return issue(p, &r, pem);
+    return make_ca(p, root, key, cn, days, C2D_PKI_ISSUING_DAYS, 0, pem);
 }
 
 /* Appends one GeneralName ([tag] IMPLICIT value) in front of *q. */
@@ -895,18 +900,11 @@ out:
 int c2d_pki_cert_info(c2d_pki *p, const void *buf, size_t len, c2d_pki_certinfo *out)
 {
     p->err[0] = '\0';
-    size_t mlen;
-    unsigned char *copy = pem_or_der(buf, len, &mlen);
-    if (!copy)
-        return fail(p, -ENOMEM, "out of memory");
     mbedtls_x509_crt crt;
     mbedtls_x509_crt_init(&crt);
-    int rc = 0, ret = mbedtls_x509_crt_parse(&crt, copy, mlen);
-    free(copy);
-    if (ret < 0 || crt.raw.p == NULL) {
-        rc = fail_mbed(p, -EBADMSG, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT, "certificate");
+    int rc = parse_cert(p, buf, len, "certificate", &crt);
+    if (rc != 0)
         goto out;
-    }
     c2d_pki_certinfo info;
     memset(&info, 0, sizeof(info));
     for (const mbedtls_x509_name *n = &crt.subject; n; n = n->next) {
@@ -949,28 +947,16 @@ int c2d_pki_cert_info_file(c2d_pki *p, const char *path, c2d_pki_certinfo *out)
         return rc;
     rc = c2d_pki_cert_info(p, buf, len, out);
     free(buf);
-    if (rc != 0) {
-        char why[sizeof(p->err)];
-        snprintf(why, sizeof(why), "%s", p->err);
-        return fail(p, rc, "%s: %s", path, why);
-    }
-    return 0;
+    return rc != 0 ? fail_in(p, rc, path) : 0;
 }
 
 int c2d_pki_cert_has_key(c2d_pki *p, const void *buf, size_t len, const c2d_pki_key *key)
 {
     p->err[0] = '\0';
-    size_t mlen;
-    unsigned char *copy = pem_or_der(buf, len, &mlen);
-    if (!copy)
-        return fail(p, -ENOMEM, "out of memory");
     mbedtls_x509_crt crt;
     mbedtls_x509_crt_init(&crt);
-    int rc = 0, ret = mbedtls_x509_crt_parse(&crt, copy, mlen);
-    free(copy);
-    if (ret < 0 || crt.raw.p == NULL)
-        rc = fail_mbed(p, -EBADMSG, ret < 0 ? ret : MBEDTLS_ERR_X509_INVALID_FORMAT, "certificate");
-    else if ((ret = mbedtls_pk_check_pair(&crt.pk, &key->pk)) != 0)
+    int ret, rc = parse_cert(p, buf, len, "certificate", &crt);
+    if (rc == 0 && (ret = mbedtls_pk_check_pair(&crt.pk, &key->pk)) != 0)
         rc = mbed_is_alloc(ret) ? fail(p, -ENOMEM, "out of memory")
                                 : fail(p, -EKEYREJECTED, "certificate: it holds another key");
     mbedtls_x509_crt_free(&crt);

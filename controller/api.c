@@ -1052,34 +1052,37 @@ void ctl_api_free(ctl_api *a)
     free(a);
 }
 
+/* Every module's routes (api_int.h), in the order they are bound. */
+static const struct {
+    const api_route *r;
+    const size_t *n;
+} route_mods[] = {
+    {api_account_routes, &api_account_nroutes},
+    {api_space_routes, &api_space_nroutes},
+    {api_objects_routes, &api_objects_nroutes},
+    {api_dashcam_routes, &api_dashcam_nroutes},
+    {api_recordings_routes, &api_recordings_nroutes},
+    {api_subscriptions_routes, &api_subscriptions_nroutes},
+    {api_state_routes, &api_state_nroutes},
+    {api_pairing_routes, &api_pairing_nroutes},
+};
+#define N_ROUTE_MODS (sizeof(route_mods) / sizeof(route_mods[0]))
+
 int ctl_api_routes(ctl_api *a, ctl_http *h)
 {
-    const struct {
-        const api_route *r;
-        size_t n;
-    } mods[] = {
-        {api_account_routes, api_account_nroutes},
-        {api_space_routes, api_space_nroutes},
-        {api_objects_routes, api_objects_nroutes},
-        {api_dashcam_routes, api_dashcam_nroutes},
-        {api_recordings_routes, api_recordings_nroutes},
-        {api_subscriptions_routes, api_subscriptions_nroutes},
-        {api_state_routes, api_state_nroutes},
-        {api_pairing_routes, api_pairing_nroutes},
-    };
     size_t total = 0;
-    for (size_t m = 0; m < sizeof(mods) / sizeof(mods[0]); m++)
-        total += mods[m].n;
+    for (size_t m = 0; m < N_ROUTE_MODS; m++)
+        total += *route_mods[m].n;
     struct api_binding *b = realloc(a->bindings, total * sizeof(*b));
     if (!b)
         return -ENOMEM;
     a->bindings = b;
     a->nbindings = 0;
-    for (size_t m = 0; m < sizeof(mods) / sizeof(mods[0]); m++) {
-        for (size_t i = 0; i < mods[m].n; i++) {
-            b[a->nbindings] = (struct api_binding){a, &mods[m].r[i]};
-            int rc = ctl_http_route(h, mods[m].r[i].method, mods[m].r[i].pattern, dispatch,
-                                    &b[a->nbindings]);
+    for (size_t m = 0; m < N_ROUTE_MODS; m++) {
+        for (size_t i = 0; i < *route_mods[m].n; i++) {
+            const api_route *r = &route_mods[m].r[i];
+            b[a->nbindings] = (struct api_binding){a, r};
+            int rc = ctl_http_route(h, r->method, r->pattern, dispatch, &b[a->nbindings]);
             if (rc != 0)
                 return rc;
             a->nbindings++;
@@ -1092,20 +1095,9 @@ int ctl_api_routes(ctl_api *a, ctl_http *h)
 void ctl_api_each_route(void (*fn)(void *ud, const char *method, const char *pattern, int need),
                         void *ud)
 {
-    const struct {
-        const api_route *r;
-        size_t n;
-    } mods[] = {
-        {api_account_routes, api_account_nroutes},
-        {api_space_routes, api_space_nroutes},
-        {api_objects_routes, api_objects_nroutes},
-        {api_dashcam_routes, api_dashcam_nroutes},
-        {api_recordings_routes, api_recordings_nroutes},
-        {api_subscriptions_routes, api_subscriptions_nroutes},
-        {api_state_routes, api_state_nroutes},
-        {api_pairing_routes, api_pairing_nroutes},
-    };
-    for (size_t m = 0; m < sizeof(mods) / sizeof(mods[0]); m++)
-        for (size_t i = 0; i < mods[m].n; i++)
-            fn(ud, mods[m].r[i].method, mods[m].r[i].pattern, mods[m].r[i].need);
+    for (size_t m = 0; m < N_ROUTE_MODS; m++)
+        for (size_t i = 0; i < *route_mods[m].n; i++) {
+            const api_route *r = &route_mods[m].r[i];
+            fn(ud, r->method, r->pattern, r->need);
+        }
 }

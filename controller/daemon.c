@@ -211,7 +211,15 @@ void ctl_daemon_set_pairing(ctl_daemon *d, ctl_pairing *p)
     d->pairing = p;
 }
 
-static const char *printable(const char *s, char *buf, size_t len);
+/* Publishes an answer of pairing or renewal (QoS 1, not retained) and
+ * frees it; a failed publish is only logged: the device asks again. */
+static void publish_answer(ctl_daemon *d, const char *topic, char *resp)
+{
+    int rc = mosquitto_publish_v5(d->mosq, NULL, topic, (int)strlen(resp), resp, 1, false, NULL);
+    if (rc != MOSQ_ERR_SUCCESS)
+        c2d_warn("publish %s: %s", topic, mosquitto_strerror(rc));
+    free(resp);
+}
 
 void ctl_daemon_set_renew(ctl_daemon *d, ctl_renew *r)
 {
@@ -241,11 +249,7 @@ static void handle_renew(ctl_daemon *d, const struct mosquitto_message *msg)
         c2d_err("renewal on %s: out of memory; no answer", topic);
         return;
     }
-    int rc =
-        mosquitto_publish_v5(d->mosq, NULL, resp_topic, (int)strlen(resp), resp, 1, false, NULL);
-    if (rc != MOSQ_ERR_SUCCESS)
-        c2d_warn("publish %s: %s", resp_topic, mosquitto_strerror(rc));
-    free(resp);
+    publish_answer(d, resp_topic, resp);
 }
 
 /* A renewal request of a revoked id: answered "revoked" (nothing of it
@@ -267,11 +271,7 @@ static void answer_revoked(ctl_daemon *d, const char *device)
     char *resp = NULL;
     if (ctl_renew_answer_revoked(device, resp_topic, &resp) != 0)
         return;
-    int rc =
-        mosquitto_publish_v5(d->mosq, NULL, resp_topic, (int)strlen(resp), resp, 1, false, NULL);
-    if (rc != MOSQ_ERR_SUCCESS)
-        c2d_warn("publish %s: %s", resp_topic, mosquitto_strerror(rc));
-    free(resp);
+    publish_answer(d, resp_topic, resp);
 }
 
 static void handle_pair(ctl_daemon *d, const struct mosquitto_message *msg)
@@ -289,11 +289,7 @@ static void handle_pair(ctl_daemon *d, const struct mosquitto_message *msg)
         c2d_warn("pairing on %s: %s", topic, ctl_pair_result_name(r));
     if (!resp)
         return;
-    int rc =
-        mosquitto_publish_v5(d->mosq, NULL, resp_topic, (int)strlen(resp), resp, 1, false, NULL);
-    if (rc != MOSQ_ERR_SUCCESS)
-        c2d_warn("publish %s: %s", resp_topic, mosquitto_strerror(rc));
-    free(resp);
+    publish_answer(d, resp_topic, resp);
 }
 
 void ctl_daemon_set_disks(ctl_daemon *d, ctl_ledger *ledger, const char *data_dir,

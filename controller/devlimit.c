@@ -1,9 +1,11 @@
 /* Per-device message rate limit (see devlimit.h). */
 #include "controller/devlimit.h"
 
+#include "controller/devtable.h"
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,14 +23,14 @@ typedef struct {
     int synced, logged; /* reported at least once */
     uint64_t dropped_msgs, dropped_bytes, unlogged_msgs;
 } entry;
+_Static_assert(offsetof(entry, device) == 0, "a devtable entry starts with its device id");
 
 struct ctl_devlimit {
     ctl_devlimit_params p;
     int64_t msg_cost_ns;  /* one message */
     int64_t msg_tau_ns;   /* the message burst, in time */
     int64_t bytes_tau_ns; /* the byte burst, in time */
-    entry **v;            /* sorted by device */
-    size_t n, cap;
+    ctl_devtable t;       /* of entry */
     uint64_t dropped;
 };
 
@@ -77,30 +79,10 @@ void ctl_devlimit_free(ctl_devlimit *l)
 {
     if (!l)
         return;
-    for (size_t i = 0; i < l->n; i++)
-        free(l->v[i]);
-    free(l->v);
+    for (size_t i = 0; i < l->t.n; i++)
+        free(l->t.v[i]);
+    ctl_devtable_clear(&l->t);
     free(l);
-}
-
-/* Index of device, or where it would go (*found 0). */
-static size_t find(const ctl_devlimit *l, const char *device, int *found)
-{
-    size_t lo = 0, hi = l->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(l->v[mid]->device, device);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
 }
 
 /* Frees the entry to forget in a full table: one whose buckets are full
@@ -110,51 +92,35 @@ static void evict(ctl_devlimit *l, int64_t now_ns)
 {
     size_t best = 0;
     int best_full = 0;
-    for (size_t i = 0; i < l->n; i++) {
-        const entry *e = l->v[i];
+    for (size_t i = 0; i < l->t.n; i++) {
+        const entry *e = l->t.v[i], *b = l->t.v[best];
         int full = e->tat_msgs_ns <= now_ns && e->tat_bytes_ns <= now_ns;
-        if ((full && !best_full) ||
-            (full == best_full && e->last_seen_us < l->v[best]->last_seen_us)) {
+        if ((full && !best_full) || (full == best_full && e->last_seen_us < b->last_seen_us)) {
             best = i;
             best_full = full;
         }
     }
-    free(l->v[best]);
-    memmove(&l->v[best], &l->v[best + 1], (l->n - best - 1) * sizeof(*l->v));
-    l->n--;
+    free(ctl_devtable_remove(&l->t, best));
 }
 
 static entry *get_or_add(ctl_devlimit *l, const char *device, int64_t now_ns, int *err)
 {
     int found;
-    size_t i = find(l, device, &found);
+    size_t i = ctl_devtable_find(&l->t, device, &found);
     if (found)
-        return l->v[i];
-    if (l->n == l->cap && l->cap < l->p.capacity) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        if (cap > l->p.capacity)
-            cap = l->p.capacity;
-        entry **v = realloc(l->v, cap * sizeof(*v));
-        if (!v) {
-            *err = -ENOMEM;
-            return NULL;
-        }
-        l->v = v;
-        l->cap = cap;
-    }
-    entry *e = calloc(1, sizeof(*e));
-    if (!e) {
+        return l->t.v[i];
+    int room = ctl_devtable_reserve(&l->t, l->p.capacity);
+    entry *e = NULL;
+    if (room == -ENOMEM || !(e = calloc(1, sizeof(*e)))) {
         *err = -ENOMEM;
         return NULL;
     }
-    if (l->n == l->p.capacity) {
+    if (room == -ENOSPC) { /* full: forget one */
         evict(l, now_ns);
-        i = find(l, device, &found);
+        i = ctl_devtable_find(&l->t, device, &found);
     }
     strcpy(e->device, device); /* fits: checked by the caller */
-    memmove(&l->v[i + 1], &l->v[i], (l->n - i) * sizeof(*l->v));
-    l->v[i] = e;
-    l->n++;
+    ctl_devtable_insert(&l->t, i, e);
     return e;
 }
 
@@ -209,5 +175,5 @@ uint64_t ctl_devlimit_dropped(const ctl_devlimit *l)
 
 size_t ctl_devlimit_count(const ctl_devlimit *l)
 {
-    return l->n;
+    return l->t.n;
 }

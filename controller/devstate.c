@@ -1,10 +1,12 @@
 #include "controller/devstate.h"
 
+#include "controller/devtable.h"
 #include "proto/c2d_proto.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,13 +29,13 @@ typedef struct {
     uint64_t limited_msgs, limited_bytes; /* rate limit drops, in all */
     int64_t limited_us;                   /* the latest reported; 0: none */
 } entry;
+_Static_assert(offsetof(entry, device) == 0, "a devtable entry starts with its device id");
 
 struct ctl_devstate {
     pthread_mutex_t mu;
     int64_t offline_after_us;
     int64_t default_retention_s;
-    entry **v; /* sorted by device */
-    size_t n, cap;
+    ctl_devtable t; /* of entry */
     uint64_t refused;
 };
 
@@ -258,52 +260,31 @@ void ctl_devstate_free(ctl_devstate *s)
 {
     if (!s)
         return;
-    for (size_t i = 0; i < s->n; i++)
-        entry_free(s->v[i]);
-    free(s->v);
+    for (size_t i = 0; i < s->t.n; i++)
+        entry_free(s->t.v[i]);
+    ctl_devtable_clear(&s->t);
     pthread_mutex_destroy(&s->mu);
     free(s);
 }
 
-/* Index of device, or where it would go (*found 0). */
-static size_t find(const ctl_devstate *s, const char *device, int *found)
+/* The entry of device, or NULL (if none). */
+static entry *find(const ctl_devstate *s, const char *device)
 {
-    size_t lo = 0, hi = s->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        int c = strcmp(s->v[mid]->device, device);
-        if (c == 0) {
-            *found = 1;
-            return mid;
-        }
-        if (c < 0)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    *found = 0;
-    return lo;
+    int found;
+    size_t i = ctl_devtable_find(&s->t, device, &found);
+    return found ? s->t.v[i] : NULL;
 }
 
 static entry *get_or_add(ctl_devstate *s, const char *device, int *err)
 {
     int found;
-    size_t i = find(s, device, &found);
+    size_t i = ctl_devtable_find(&s->t, device, &found);
     if (found)
-        return s->v[i];
-    if (s->n == CTL_DEVSTATE_DEVICES_MAX) {
-        *err = -ENOSPC;
+        return s->t.v[i];
+    int rc = ctl_devtable_reserve(&s->t, CTL_DEVSTATE_DEVICES_MAX);
+    if (rc != 0) {
+        *err = rc;
         return NULL;
-    }
-    if (s->n == s->cap) {
-        size_t cap = s->cap ? s->cap * 2 : 16;
-        entry **v = realloc(s->v, cap * sizeof(*v));
-        if (!v) {
-            *err = -ENOMEM;
-            return NULL;
-        }
-        s->v = v;
-        s->cap = cap;
     }
     entry *e = calloc(1, sizeof(*e));
     if (e)
@@ -314,9 +295,7 @@ static entry *get_or_add(ctl_devstate *s, const char *device, int *err)
         return NULL;
     }
     snprintf(e->device, sizeof(e->device), "%s", device);
-    memmove(&s->v[i + 1], &s->v[i], (s->n - i) * sizeof(*s->v));
-    s->v[i] = e;
-    s->n++;
+    ctl_devtable_insert(&s->t, i, e);
     return e;
 }
 
@@ -370,12 +349,9 @@ int ctl_devstate_update(ctl_devstate *s, const char *device, const void *payload
     if (len == 0) { /* retained message cleared: forget the device */
         pthread_mutex_lock(&s->mu);
         int found;
-        size_t i = find(s, device, &found);
-        if (found) {
-            entry_free(s->v[i]);
-            memmove(&s->v[i], &s->v[i + 1], (s->n - i - 1) * sizeof(*s->v));
-            s->n--;
-        }
+        size_t i = ctl_devtable_find(&s->t, device, &found);
+        if (found)
+            entry_free(ctl_devtable_remove(&s->t, i));
         pthread_mutex_unlock(&s->mu);
         return 0;
     }
@@ -408,8 +384,8 @@ size_t ctl_devstate_tick(ctl_devstate *s, int64_t now_us)
 {
     size_t n = 0;
     pthread_mutex_lock(&s->mu);
-    for (size_t i = 0; i < s->n; i++) {
-        entry *e = s->v[i];
+    for (size_t i = 0; i < s->t.n; i++) {
+        entry *e = s->t.v[i];
         if (e->limited_us && !limited_active(e, now_us) && has_alarm(e, "rate_limited"))
             recompute(s, e, now_us); /* the flood ended: rate_limited goes */
         if (!e->has_msg || e->stale || now_us - e->last_seen_us < s->offline_after_us)
@@ -537,9 +513,7 @@ int ctl_devstate_json(ctl_devstate *s, const char *device, cJSON **out)
     if (!o)
         return -ENOMEM;
     pthread_mutex_lock(&s->mu);
-    int found;
-    size_t i = find(s, device, &found);
-    int rc = entry_json(found ? s->v[i] : NULL, device, o);
+    int rc = entry_json(find(s, device), device, o);
     pthread_mutex_unlock(&s->mu);
     if (rc != 0) {
         cJSON_Delete(o);
@@ -552,9 +526,8 @@ int ctl_devstate_json(ctl_devstate *s, const char *device, cJSON **out)
 int ctl_devstate_alarms_json(ctl_devstate *s, const char *device, uint64_t recorder_id, cJSON *arr)
 {
     pthread_mutex_lock(&s->mu);
-    int found;
-    size_t i = find(s, device, &found);
-    int rc = found ? add_alarms(s->v[i], recorder_id, arr) : 0;
+    const entry *e = find(s, device);
+    int rc = e ? add_alarms(e, recorder_id, arr) : 0;
     pthread_mutex_unlock(&s->mu);
     return rc;
 }

@@ -135,6 +135,14 @@ static void resp_body_reset(ctl_http_resp *r)
     r->ctype[0] = '\0';
 }
 
+/* Makes resp an answer of status with no body yet (the old one dropped). */
+static void resp_start(ctl_http_resp *r, unsigned status)
+{
+    resp_body_reset(r);
+    r->status = status;
+    r->set = true;
+}
+
 static void resp_clear(ctl_http_resp *r)
 {
     resp_body_reset(r);
@@ -423,10 +431,8 @@ int ctl_http_resp_json(ctl_http_resp *resp, unsigned status, cJSON *body)
     cJSON_Delete(body);
     if (!s)
         return -ENOMEM;
-    resp_body_reset(resp);
+    resp_start(resp, status);
     resp->body = s;
-    resp->status = status;
-    resp->set = true;
     return 0;
 }
 
@@ -445,10 +451,8 @@ int ctl_http_resp_error(ctl_http_resp *resp, unsigned status, const char *code, 
     char *s = error_body(code, msg);
     if (!s)
         return -ENOMEM;
-    resp_body_reset(resp);
+    resp_start(resp, status);
     resp->body = s;
-    resp->status = status;
-    resp->set = true;
     return 0;
 }
 
@@ -456,10 +460,7 @@ int ctl_http_resp_empty(ctl_http_resp *resp, unsigned status)
 {
     if (!valid_status(status))
         return -EINVAL;
-    resp_body_reset(resp);
-    resp->body = NULL;
-    resp->status = status;
-    resp->set = true;
+    resp_start(resp, status);
     return 0;
 }
 
@@ -478,12 +479,10 @@ int ctl_http_resp_bytes(ctl_http_resp *resp, unsigned status, const char *conten
         return -ENOMEM;
     if (len)
         memcpy(copy, buf, len);
-    resp_body_reset(resp);
+    resp_start(resp, status);
     resp->bin = copy;
     resp->blen = len;
     snprintf(resp->ctype, sizeof(resp->ctype), "%s", content_type);
-    resp->status = status;
-    resp->set = true;
     return 0;
 }
 
@@ -495,13 +494,11 @@ int ctl_http_resp_fd(ctl_http_resp *resp, unsigned status, const char *content_t
             close(fd);
         return -EINVAL;
     }
-    resp_body_reset(resp);
+    resp_start(resp, status);
     resp->has_fd = true;
     resp->fd = fd;
     resp->fd_size = size;
     snprintf(resp->ctype, sizeof(resp->ctype), "%s", content_type);
-    resp->status = status;
-    resp->set = true;
     return 0;
 }
 

@@ -245,27 +245,66 @@ void ctl_pair_consume(ctl_pair_state *st)
     st->fails = 0;
 }
 
+/* ---- shared with renewal ------------------------------------------------ */
+
+cJSON *ctl_pair_json_object(const void *buf, size_t len)
+{
+    /* "CODE\u0000x" would be read as the code; no valid code or CSR holds a
+     * backslash. */
+    if (!c2d_utf8_valid(buf, len) || memmem(buf, len, "\\u0000", 6))
+        return NULL;
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    if (!j)
+        return NULL;
+    while (end < (const char *)buf + len && *end && strchr(" \t\r\n", *end))
+        end++;
+    if (!cJSON_IsObject(j) || end != (const char *)buf + len) {
+        cJSON_Delete(j);
+        return NULL;
+    }
+    return j;
+}
+
+int ctl_pair_signer_load(ctl_pair_signer *s, const char *cert_path, const char *key_path,
+                         const char *chain_path, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = c2d_pki_new(&s->pki)) != 0) {
+        snprintf(err, errlen, "pki: %s", strerror(-rc));
+        return rc;
+    }
+    if ((rc = c2d_pki_ca_load(s->pki, cert_path, key_path, &s->ca)) != 0) {
+        snprintf(err, errlen, "issuing CA: %s", c2d_pki_error(s->pki));
+        return rc;
+    }
+    size_t n;
+    if ((rc = c2d_read_file(chain_path, C2D_PKI_FILE_MAX, &s->chain, &n)) != 0) {
+        snprintf(err, errlen, "%s: %s", chain_path, strerror(-rc));
+        return rc;
+    }
+    return 0;
+}
+
+void ctl_pair_signer_clear(ctl_pair_signer *s)
+{
+    c2d_pki_ca_free(s->ca);
+    c2d_pki_free(s->pki);
+    free(s->chain);
+    memset(s, 0, sizeof(*s));
+}
+
 /* ---- request ------------------------------------------------------------ */
 
 int ctl_pair_req_parse(const void *buf, size_t len, ctl_pair_req *out)
 {
     if (len > CTL_PAIR_REQ_MAX)
         return -EFBIG;
-    /* cJSON ends a string at a \u0000 escape and drops the rest ("CODE\u0000x"
-     * would be read as the code); no valid code or CSR holds a backslash. */
-    if (!c2d_utf8_valid(buf, len) || memmem(buf, len, "\\u0000", 6))
-        return -EINVAL;
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    cJSON *j = ctl_pair_json_object(buf, len);
     if (!j)
         return -EINVAL;
     int rc = -EINVAL;
     const cJSON *code = NULL, *csr = NULL;
-    /* One object and nothing after it but white space. */
-    while (end < (const char *)buf + len && strchr(" \t\r\n", *end) && *end)
-        end++;
-    if (!cJSON_IsObject(j) || end != (const char *)buf + len)
-        goto out;
     for (const cJSON *it = j->child; it; it = it->next) {
         const cJSON **slot = !strcmp(it->string, "code")  ? &code
                              : !strcmp(it->string, "csr") ? &csr
@@ -305,9 +344,7 @@ void ctl_pair_req_clear(ctl_pair_req *r)
 struct ctl_pairing {
     ctl_dir *dir;
     ctl_rng *rng;
-    c2d_pki *pki;
-    c2d_pki_ca *ca;
-    char *chain;
+    ctl_pair_signer signer;
     int days;
     char *host;
     int64_t port;
@@ -326,19 +363,9 @@ int ctl_pairing_new(const ctl_pairing_cfg *cfg, ctl_dir *dir, ctl_rng *rng, ctl_
     p->port = cfg->broker_port;
     if (!(p->host = strdup(cfg->broker_host ? cfg->broker_host : "")))
         goto fail;
-    if ((rc = c2d_pki_new(&p->pki)) != 0) {
-        snprintf(err, errlen, "pki: %s", strerror(-rc));
+    if ((rc = ctl_pair_signer_load(&p->signer, cfg->issuing_cert, cfg->issuing_key, cfg->chain, err,
+                                   errlen)) != 0)
         goto fail;
-    }
-    if ((rc = c2d_pki_ca_load(p->pki, cfg->issuing_cert, cfg->issuing_key, &p->ca)) != 0) {
-        snprintf(err, errlen, "issuing CA: %s", c2d_pki_error(p->pki));
-        goto fail;
-    }
-    size_t n;
-    if ((rc = c2d_read_file(cfg->chain, C2D_PKI_FILE_MAX, &p->chain, &n)) != 0) {
-        snprintf(err, errlen, "%s: %s", cfg->chain, strerror(-rc));
-        goto fail;
-    }
     *out = p;
     return 0;
 fail:
@@ -352,9 +379,7 @@ void ctl_pairing_free(ctl_pairing *p)
 {
     if (!p)
         return;
-    c2d_pki_ca_free(p->ca);
-    c2d_pki_free(p->pki);
-    free(p->chain);
+    ctl_pair_signer_clear(&p->signer);
     free(p->host);
     free(p);
 }
@@ -369,7 +394,7 @@ static char *answer(ctl_pair_result r, const ctl_pairing *p, const char *device,
         cJSON *b = cJSON_AddObjectToObject(j, "broker");
         ok = ok && cJSON_AddStringToObject(j, "device_id", device) &&
              cJSON_AddStringToObject(j, "cert", cert) &&
-             cJSON_AddStringToObject(j, "chain", p->chain) && b &&
+             cJSON_AddStringToObject(j, "chain", p->signer.chain) && b &&
              cJSON_AddStringToObject(b, "host", p->host) &&
              cJSON_AddNumberToObject(b, "port", (double)p->port);
     } else {
@@ -403,8 +428,8 @@ static ctl_pair_result pair_txn(ctl_pairing *p, ctl_dir_txn *t, const char *seri
         if (!dev) {
             /* The API sets a device id with the code; none: unpaired since. */
             r = CTL_PAIR_UNKNOWN_SERIAL;
-        } else if (c2d_pki_sign_csr_as(p->pki, p->ca, req->csr, req->csr_len, serial, dev, p->days,
-                                       cert) != 0) {
+        } else if (c2d_pki_sign_csr_as(p->signer.pki, p->signer.ca, req->csr, req->csr_len, serial,
+                                       dev, p->days, cert) != 0) {
             r = CTL_PAIR_BAD_CSR; /* the code stays usable */
         } else {
             ctl_pair_consume(&st);

@@ -137,6 +137,29 @@ typedef struct {
 int ctl_pair_req_parse(const void *buf, size_t len, ctl_pair_req *out);
 void ctl_pair_req_clear(ctl_pair_req *r);
 
+/* ---- shared with renewal (controller/renew.c) --------------------------- */
+
+/* Parses a device's request payload: valid UTF-8 without a \u0000 escape
+ * (cJSON would end the string there and drop the rest), one JSON object and
+ * nothing after it but white space. The object (cJSON_Delete it) or NULL. */
+cJSON *ctl_pair_json_object(const void *buf, size_t len);
+
+/* What signs device certificates: the issuing CA and the chain (PEM)
+ * handed to devices with each certificate. */
+typedef struct {
+    c2d_pki *pki;
+    c2d_pki_ca *ca;
+    char *chain;
+} ctl_pair_signer;
+
+/* Loads s (zeroed by the caller) from the issuing CA's certificate and key
+ * files and the chain file. 0, or -errno with err set ("pki: ...",
+ * "issuing CA: ...", "<chain>: ..."). Call ctl_pair_signer_clear either
+ * way. */
+int ctl_pair_signer_load(ctl_pair_signer *s, const char *cert_path, const char *key_path,
+                         const char *chain_path, char *err, size_t errlen);
+void ctl_pair_signer_clear(ctl_pair_signer *s);
+
 /* ---- the handler -------------------------------------------------------- */
 
 typedef struct ctl_pairing ctl_pairing;

@@ -1,8 +1,8 @@
 /* Renewing a device's certificate (docs/pairing.md, "Renewal"). */
 #include "controller/renew.h"
 
-#include "common/c2d_fs.h"
 #include "common/c2d_time.h"
+#include "controller/pairing.h"
 #include "controller/revoke.h"
 
 #include <cjson/cJSON.h>
@@ -36,20 +36,11 @@ int ctl_renew_req_parse(const void *buf, size_t len, char **csr, size_t *csr_len
 {
     if (len > CTL_RENEW_REQ_MAX)
         return -EFBIG;
-    /* A \u0000 escape would end the string there (cJSON): refused. */
-    if (!c2d_utf8_valid(buf, len) || memmem(buf, len, "\\u0000", 6))
-        return -EINVAL;
-    const char *end = NULL;
-    cJSON *j = cJSON_ParseWithLengthOpts(buf, len, &end, 0);
+    cJSON *j = ctl_pair_json_object(buf, len);
     if (!j)
         return -EINVAL;
     int rc = -EINVAL;
     const cJSON *c = NULL;
-    /* One object and nothing after it but white space. */
-    while (end < (const char *)buf + len && *end && strchr(" \t\r\n", *end))
-        end++;
-    if (!cJSON_IsObject(j) || end != (const char *)buf + len)
-        goto out;
     for (const cJSON *it = j->child; it; it = it->next) {
         if (strcmp(it->string, "csr") != 0 || c || !cJSON_IsString(it))
             goto out;
@@ -80,9 +71,7 @@ typedef struct {
 
 struct ctl_renew {
     ctl_dir *dir;
-    c2d_pki *pki;
-    c2d_pki_ca *ca;
-    char *chain;
+    ctl_pair_signer signer;
     int days;
     renewal *seen; /* last renewal per device, in memory */
     size_t n_seen, cap_seen;
@@ -98,33 +87,20 @@ int ctl_renew_new(const ctl_renew_cfg *cfg, ctl_dir *dir, ctl_renew **out, char 
     }
     r->dir = dir;
     r->days = cfg->device_days;
-    if ((rc = c2d_pki_new(&r->pki)) != 0) {
-        snprintf(err, errlen, "pki: %s", strerror(-rc));
-        goto fail;
-    }
-    if ((rc = c2d_pki_ca_load(r->pki, cfg->issuing_cert, cfg->issuing_key, &r->ca)) != 0) {
-        snprintf(err, errlen, "issuing CA: %s", c2d_pki_error(r->pki));
-        goto fail;
-    }
-    size_t n;
-    if ((rc = c2d_read_file(cfg->chain, C2D_PKI_FILE_MAX, &r->chain, &n)) != 0) {
-        snprintf(err, errlen, "%s: %s", cfg->chain, strerror(-rc));
-        goto fail;
+    if ((rc = ctl_pair_signer_load(&r->signer, cfg->issuing_cert, cfg->issuing_key, cfg->chain, err,
+                                   errlen)) != 0) {
+        ctl_renew_free(r);
+        return rc;
     }
     *out = r;
     return 0;
-fail:
-    ctl_renew_free(r);
-    return rc;
 }
 
 void ctl_renew_free(ctl_renew *r)
 {
     if (!r)
         return;
-    c2d_pki_ca_free(r->ca);
-    c2d_pki_free(r->pki);
-    free(r->chain);
+    ctl_pair_signer_clear(&r->signer);
     free(r->seen);
     free(r);
 }
@@ -185,13 +161,13 @@ static ctl_renew_result decide(ctl_renew *r, const char *device, int held, const
     if (!rate_ok(r, device, now_us))
         return CTL_RENEW_TOO_SOON;
     char *pem = NULL;
-    int rc = c2d_pki_sign_csr(r->pki, r->ca, csr, csr_len, device, r->days, &pem);
+    int rc = c2d_pki_sign_csr(r->signer.pki, r->signer.ca, csr, csr_len, device, r->days, &pem);
     if (rc == -EBADMSG || rc == -EPERM || rc == -EINVAL)
         return CTL_RENEW_BAD_CSR;
     if (rc != 0)
         return CTL_RENEW_UNAVAILABLE;
     c2d_pki_certinfo ci;
-    if (c2d_pki_cert_info(r->pki, pem, strlen(pem), &ci) != 0) {
+    if (c2d_pki_cert_info(r->signer.pki, pem, strlen(pem), &ci) != 0) {
         free(pem);
         return CTL_RENEW_UNAVAILABLE;
     }
@@ -224,7 +200,7 @@ static char *answer(ctl_renew_result res, const ctl_renew *r, const char *cert)
     int ok = cJSON_AddBoolToObject(j, "ok", res == CTL_RENEW_OK) != NULL;
     if (res == CTL_RENEW_OK)
         ok = ok && cJSON_AddStringToObject(j, "cert", cert) &&
-             cJSON_AddStringToObject(j, "chain", r->chain);
+             cJSON_AddStringToObject(j, "chain", r->signer.chain);
     else
         ok = ok && cJSON_AddStringToObject(j, "error", ctl_renew_result_name(res));
     char *s = ok ? cJSON_PrintUnformatted(j) : NULL;

@@ -1,6 +1,6 @@
 /* The whole HTTP API (controller/http.c and controller/api*.c) on a real
- * loopback socket, over a real LMDB ledger in a temporary directory (under
- * /dev/shm when it exists), set up as c2d-controller sets it up (main.c):
+ * loopback socket, over a real LMDB ledger in a temporary directory
+ * (fuzz_scratch.h), set up as c2d-controller sets it up (main.c):
  * directory, revocation database, device state, the API with the ledger,
  * routes, a server on 127.0.0.1 with a free port.
  *
@@ -35,11 +35,11 @@
 #include "controller/revoke.h"
 #include "controller/rng.h"
 #include "fuzz.h"
+#include "fuzz_scratch.h"
 
 #include <arpa/inet.h>
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -95,14 +95,6 @@ static struct {
 } w;
 
 /* ---- helpers ---------------------------------------------------------------- */
-
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
 
 static int mail(void *ud, const char *to, const char *subject, const char *body)
 {
@@ -373,7 +365,7 @@ static void teardown(void)
     w.dir = NULL;
     w.l = NULL;
     if (w.root[0])
-        nftw(w.root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        fuzz_rm_tree(w.root);
     w.root[0] = '\0';
     w.ready = 0;
 }
@@ -427,10 +419,7 @@ static void objects(void)
 
 static void setup(void)
 {
-    struct stat st;
-    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
-    snprintf(w.root, sizeof(w.root), "%s/fuzz_http.XXXXXX", base);
-    FUZZ_ASSERT(mkdtemp(w.root) != NULL);
+    fuzz_scratch_dir("c2d-fuzz-http", w.root, sizeof(w.root));
     char hash[CTL_PW_ENCODED_MAX];
     FUZZ_ASSERT(ctl_ledger_open(w.root, LEDGER_MAP_BYTES, 0, &w.l) == 0);
     FUZZ_ASSERT(ctl_dir_open(w.l, &w.dir) == 0 && ctl_revoke_open(w.dir) == 0);

@@ -1,7 +1,7 @@
 /* agent_identity_load (agent/pair.h) on arbitrary contents of
  * state_dir/identity/identity.json, the file a pairing or a renewal wrote
  * and a crash or a bad disk may have damaged. The state directory is a
- * temporary one (under /dev/shm when it exists).
+ * temporary one (fuzz_scratch.h).
  *
  * Invariants: the result is 0, -EBADMSG or -EFBIG (a file over the 4 KiB
  * read limit); a failure leaves *out as it was. An identity that loads has
@@ -9,6 +9,7 @@
  * written back as agent_identity_store writes it, loads the same. */
 #include "agent/pair.h"
 #include "fuzz.h"
+#include "fuzz_scratch.h"
 #include "proto/c2d_proto.h"
 
 #include <cjson/cJSON.h>
@@ -41,10 +42,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > IDENTITY_INPUT_MAX)
         return 0;
     if (!dir[0]) {
-        struct stat st;
-        const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
-        snprintf(dir, sizeof(dir), "%s/fuzz_identity.XXXXXX", base);
-        FUZZ_ASSERT(mkdtemp(dir) != NULL);
+        fuzz_scratch_dir("c2d-fuzz-identity", dir, sizeof(dir));
         snprintf(sub, sizeof(sub), "%s/%s", dir, AGENT_IDENTITY_DIR);
         snprintf(path, sizeof(path), "%s/%s", sub, AGENT_IDENTITY_JSON);
         FUZZ_ASSERT(mkdir(sub, 0700) == 0);

@@ -14,6 +14,7 @@
 #include "agent/config.h"
 #include "agent/model.h"
 #include "fuzz.h"
+#include "fuzz_scratch.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -67,10 +68,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size > MODEL_INPUT_MAX)
         return 0;
     if (!dir[0]) {
-        struct stat st;
-        const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
-        snprintf(dir, sizeof(dir), "%s/fuzz_model.XXXXXX", base);
-        FUZZ_ASSERT(mkdtemp(dir) != NULL);
+        fuzz_scratch_dir("c2d-fuzz-model", dir, sizeof(dir));
         snprintf(path, sizeof(path), "%s/fz.json", dir);
         atexit(at_exit);
     }

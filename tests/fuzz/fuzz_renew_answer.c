@@ -1,7 +1,7 @@
 /* The agent's side of certificate renewal (agent/renew.h): an arbitrary
  * answer on c2d/v1/d/{device}/cert, given with agent_renew_deliver and
  * taken by agent_renew_step, against a real identity in a temporary state
- * directory (under /dev/shm when it exists) and a pending request.
+ * directory (fuzz_scratch.h) and a pending request.
  *
  * Set-up: a root CA; an identity for device "rec-1" signed by it, stored
  * with agent_identity_store; an agent_renew whose window has come, stepped
@@ -23,10 +23,10 @@
 #include "common/c2d_fs.h"
 #include "common/c2d_pki.h"
 #include "fuzz.h"
+#include "fuzz_scratch.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <ftw.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,19 +55,11 @@ static struct {
     char *cert_json; /* its certificate, made on demand; JSON-escaped */
 } w;
 
-static int rm_one(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    (void)sb;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static void at_exit(void)
 {
     agent_renew_free(w.r);
     if (w.dir[0])
-        nftw(w.dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+        fuzz_rm_tree(w.dir);
     free(w.csr);
     free(w.cert_json);
     free(w.chain);
@@ -136,10 +128,7 @@ static void init(void)
     FUZZ_ASSERT(c2d_pki_csr_make(w.pki, k, DEVICE_ID, &csr) == 0);
     FUZZ_ASSERT(c2d_pki_sign_csr(w.pki, w.ca, csr, strlen(csr), DEVICE_ID, DAYS, &cert) == 0);
 
-    struct stat st;
-    const char *base = stat("/dev/shm", &st) == 0 && S_ISDIR(st.st_mode) ? "/dev/shm" : "/tmp";
-    snprintf(w.dir, sizeof(w.dir), "%s/fuzz_renew_answer.XXXXXX", base);
-    FUZZ_ASSERT(mkdtemp(w.dir) != NULL);
+    fuzz_scratch_dir("c2d-fuzz-renew-answer", w.dir, sizeof(w.dir));
     agent_identity id;
     memset(&id, 0, sizeof(id));
     snprintf(id.device_id, sizeof(id.device_id), DEVICE_ID);

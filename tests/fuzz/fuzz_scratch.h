@@ -1,5 +1,6 @@
-/* A scratch directory for fuzz targets that keep a real LMDB world
- * (fuzz_ingest, fuzz_devmsg): under /dev/shm when it is writable (fast,
+/* A scratch directory for fuzz targets that keep files between inputs
+ * (fuzz_ingest, fuzz_devmsg, fuzz_http, fuzz_identity, fuzz_model,
+ * fuzz_renew_answer): under /dev/shm when it is writable (fast,
  * never the disk), else $TMPDIR or /tmp. Directories that earlier runs left
  * behind are removed first: libFuzzer exits from its crash handler without
  * running atexit, so a crashed run cannot clean up after itself. */

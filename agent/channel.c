@@ -662,6 +662,18 @@ static int open_segment(ch_run *r, int64_t pts)
     return RUN_OK;
 }
 
+/* One segment the spool evicted (of any channel) to make room for this
+ * channel's new one: logged and reported one by one, so what the agent says
+ * it dropped is exact (pinned segments in between were not dropped). */
+static void on_evict(void *ud, const agent_segment *seg)
+{
+    agent_channel *ch = ud;
+    c2d_info("segment evicted ch=%u start=%lld size=%llu: spool full, dropped unsent",
+             (unsigned)seg->channel, (long long)seg->start_us, (unsigned long long)seg->size);
+    agent_seg_notify(ch->observer, ch->observer_ud, AGENT_SEG_DROPPED, seg->channel, seg->start_us,
+                     (int64_t)seg->size, "spool_full");
+}
+
 /* Finishes the open segment, ending at end_90k, and commits it with the
  * working position as checkpoint. */
 static int close_segment(ch_run *r, int64_t end_90k)
@@ -685,26 +697,14 @@ static int close_segment(ch_run *r, int64_t end_90k)
     uint8_t cp[AGENT_CHECKPOINT_MAX];
     size_t cplen = ch->live ? 0 : ckpt_encode(&w, ch->source_sha, cp);
     agent_spool_dropped dropped;
-    rc = agent_spool_commit_ex(ch->spool, &seg, r->seg_tmp, cplen ? cp : NULL, cplen, &dropped);
+    rc = agent_spool_commit_ex(ch->spool, &seg, r->seg_tmp, cplen ? cp : NULL, cplen, &dropped,
+                               on_evict, ch);
     if (rc != 0) {
         unlink(r->seg_tmp);
         return run_fail(r, "spool: %s", strerror(-rc));
     }
     agent_seg_notify(ch->observer, ch->observer_ud, AGENT_SEG_SPOOLED, ch->id, seg.start_us,
                      (int64_t)seg.size, NULL);
-    if (dropped.segments > 0 && ch->observer) {
-        agent_seg_event ev = {
-            .kind = AGENT_SEG_DROPPED,
-            .channel = -1, /* the spool evicts the oldest of any channel */
-            .start_us = dropped.oldest_start_us,
-            .bytes = (int64_t)dropped.bytes,
-            .mono_us = c2d_mono_us(),
-            .reason = "spool_full",
-            .segments = (int64_t)dropped.segments,
-            .last_start_us = dropped.newest_start_us,
-        };
-        ch->observer(ch->observer_ud, &ev);
-    }
     r->w.last_start_us = seg.start_us;
     if (ch->live)
         ch->live_last_start = seg.start_us;

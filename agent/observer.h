@@ -9,15 +9,16 @@
  *             exhausted...) or holds its lane (quota_full, no_disk), or a
  *             local read error that parks it ("io_error"). A held segment
  *             is reported at every refusal.
- *   DROPPED   deleted unsent: "spool_full" (evicted to make room),
+ *   DROPPED   deleted unsent: "spool_full" (evicted to make room; never
+ *             one the uploader is sending or awaiting an ack for),
  *             "backup_off" (device config or the controller's answer),
  *             "corrupt" (its own file no longer matches).
  *
- * The spool evicts in bulk and tells only how many segments and the range
- * of their starts, of any channel: a "spool_full" event has channel -1,
- * start_us the oldest evicted start, last_start_us the newest, segments
- * the count and bytes their total. Every other event is one segment
- * (segments 1, last_start_us == start_us).
+ * Every event is one segment (segments 1, last_start_us == start_us). A
+ * "spool_full" event comes from the thread of the channel whose commit
+ * made room, and names the evicted segment's own channel. (The bulk form,
+ * channel -1 with a range of starts and a count, is no longer sent: the
+ * evicted segments of one commit need not be contiguous.)
  *
  * The observer is called on the channel threads and the uploader thread:
  * it must be quick and thread safe, and must not call back into the
@@ -39,7 +40,7 @@ typedef struct {
     int64_t channel, start_us, bytes;
     int64_t mono_us;    /* c2d_mono_us() when it happened */
     const char *reason; /* REJECTED/DROPPED: the reason; NULL otherwise */
-    /* Bulk events ("spool_full"): see above. */
+    /* 1 and start_us; kept for embedders that read bulk events. */
     int64_t segments;
     int64_t last_start_us;
 } agent_seg_event;

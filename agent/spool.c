@@ -10,8 +10,13 @@
  *              persisted drop counters.
  *
  * LMDB serialises write transactions itself and read transactions may run
- * concurrently (MDB_NOTLS lets any thread use any read transaction), so the
- * only lock here is the one behind agent_spool_wait. */
+ * concurrently (MDB_NOTLS lets any thread use any read transaction). Two
+ * locks of our own: the one behind agent_spool_wait, and pin_lock around
+ * the pin table. Pins are added inside a write transaction (after checking
+ * the record exists) and eviction reads them inside its write transaction,
+ * so a segment is either pinned before an eviction looks or was already
+ * gone when the pin was asked for; lock order: write transaction, then
+ * pin_lock. */
 #include "agent/spool.h"
 #include "common/c2d_lmdb.h"
 
@@ -60,16 +65,20 @@ struct agent_spool {
     pthread_cond_t cond;
     uint64_t commits; /* bumped on every commit, under lock */
     uint64_t seen;    /* commits already reported by agent_spool_wait */
+    pthread_mutex_t pin_lock;
+    struct spool_ref *pins; /* unordered; a few per channel */
+    size_t n_pins, cap_pins;
 };
 
-/* A queued segment's key fields, for deletions done after a commit. */
-typedef struct {
+/* A queued segment's key fields. */
+typedef struct spool_ref {
     uint16_t ch;
     int64_t start_us;
 } spool_ref;
 
+/* Evicted segments, for the file deletions and reports after a commit. */
 typedef struct {
-    spool_ref *v;
+    agent_segment *v;
     size_t n, cap;
 } spool_refs;
 
@@ -126,20 +135,35 @@ static int rec_decode(const MDB_val *k, const MDB_val *v, agent_segment *out)
     return 0;
 }
 
-static int refs_push(spool_refs *r, uint16_t ch, int64_t start_us)
+static int refs_push(spool_refs *r, const agent_segment *seg)
 {
     if (r->n == r->cap) {
         size_t cap = r->cap ? r->cap * 2 : 16;
-        spool_ref *v = realloc(r->v, cap * sizeof(*v));
+        agent_segment *v = realloc(r->v, cap * sizeof(*v));
         if (!v)
             return -ENOMEM;
         r->v = v;
         r->cap = cap;
     }
-    r->v[r->n].ch = ch;
-    r->v[r->n].start_us = start_us;
-    r->n++;
+    r->v[r->n++] = *seg;
     return 0;
+}
+
+/* ---- pins (callers hold pin_lock) ---------------------------------------- */
+
+static ssize_t pin_find(const agent_spool *sp, uint16_t ch, int64_t start_us)
+{
+    for (size_t i = 0; i < sp->n_pins; i++)
+        if (sp->pins[i].ch == ch && sp->pins[i].start_us == start_us)
+            return (ssize_t)i;
+    return -1;
+}
+
+static void pin_drop(agent_spool *sp, uint16_t ch, int64_t start_us)
+{
+    ssize_t i = pin_find(sp, ch, start_us);
+    if (i >= 0)
+        sp->pins[i] = sp->pins[--sp->n_pins];
 }
 
 /* ---- meta counters ------------------------------------------------------- */
@@ -199,9 +223,12 @@ static int ch_dir(const agent_spool *sp, uint16_t ch, char *buf, size_t len)
 /* ---- queue scans --------------------------------------------------------- */
 
 /* Finds the queued segment with the smallest start of all channels (ties:
- * lowest channel). The queue is ordered by channel first, so this visits
- * the first record of each channel: one cursor jump per channel. */
-static int find_oldest(MDB_txn *txn, MDB_dbi dbi, agent_segment *out)
+ * lowest channel). With sp, pinned segments (sp->pin_lock held) and spare
+ * (if not NULL) are passed over. The queue is ordered by channel first, so
+ * this visits the first eligible record of each channel: one cursor jump
+ * per channel plus one step per segment passed over (a few per channel). */
+static int find_oldest(MDB_txn *txn, MDB_dbi dbi, const agent_spool *sp, const spool_ref *spare,
+                       agent_segment *out)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, dbi, &cur);
@@ -217,6 +244,12 @@ static int find_oldest(MDB_txn *txn, MDB_dbi dbi, agent_segment *out)
         if (drc != 0) {
             mdb_cursor_close(cur);
             return drc;
+        }
+        if (sp && ((spare && spare->ch == s.channel && spare->start_us == s.start_us) ||
+                   pin_find(sp, s.channel, s.start_us) >= 0)) {
+            rc =
+                mdb_cursor_get(cur, &k, &v, MDB_NEXT); /* the channel's next, or the next's first */
+            continue;
         }
         if (!found || s.start_us < best.start_us) {
             best = s;
@@ -239,22 +272,25 @@ static int find_oldest(MDB_txn *txn, MDB_dbi dbi, agent_segment *out)
     return 0;
 }
 
-/* Drops the oldest segments while the queue is over max_bytes. Records are
- * deleted in txn; the files are listed in dropped for deletion after the
- * commit (a crash in between leaves files without records, which open
- * deletes). */
-static int evict(agent_spool *sp, MDB_txn *txn, spool_refs *dropped, uint64_t *drop_bytes)
+/* Drops the oldest segments, neither pinned nor spare (the one just
+ * committed, if not NULL), while the queue is over max_bytes; if only those
+ * are left, the queue stays over. Records are deleted in txn; the segments
+ * are listed in dropped for deletion after the commit (a crash in between
+ * leaves files without records, which open deletes). */
+static int evict(agent_spool *sp, MDB_txn *txn, const spool_ref *spare, spool_refs *dropped,
+                 uint64_t *drop_bytes)
 {
     uint64_t bytes, segs;
     int rc = meta_get(txn, sp->meta, META_QUEUED_BYTES, &bytes);
     if (rc == 0)
         rc = meta_get(txn, sp->meta, META_QUEUED_SEGMENTS, &segs);
     uint64_t nseg = 0, nbytes = 0;
+    pthread_mutex_lock(&sp->pin_lock);
     while (rc == 0 && bytes > sp->max_bytes && segs > 0) {
         agent_segment old;
-        rc = find_oldest(txn, sp->queue, &old);
+        rc = find_oldest(txn, sp->queue, sp, spare, &old);
         if (rc == -ENOENT) {
-            rc = 0;
+            rc = 0; /* only pinned segments (and spare) left */
             break;
         }
         if (rc != 0)
@@ -264,12 +300,13 @@ static int evict(agent_spool *sp, MDB_txn *txn, spool_refs *dropped, uint64_t *d
         MDB_val k = {sizeof(kb), kb};
         rc = c2d_mdb_errno(mdb_del(txn, sp->queue, &k, NULL));
         if (rc == 0)
-            rc = refs_push(dropped, old.channel, old.start_us);
+            rc = refs_push(dropped, &old);
         bytes = old.size > bytes ? 0 : bytes - old.size;
         segs--;
         nseg++;
         nbytes += old.size;
     }
+    pthread_mutex_unlock(&sp->pin_lock);
     if (rc == 0 && nseg > 0) {
         rc = meta_put(txn, sp->meta, META_QUEUED_BYTES, bytes);
         if (rc == 0)
@@ -288,7 +325,7 @@ static void unlink_refs(agent_spool *sp, const spool_refs *r)
 {
     for (size_t i = 0; i < r->n; i++) {
         char path[PATH_MAX];
-        if (seg_path(sp, r->v[i].ch, r->v[i].start_us, path, sizeof(path)) == 0)
+        if (seg_path(sp, r->v[i].channel, r->v[i].start_us, path, sizeof(path)) == 0)
             unlink(path);
     }
 }
@@ -414,7 +451,7 @@ static int recover(agent_spool *sp)
         rc = meta_add(txn, sp->meta, META_LOST_SEGMENTS, (int64_t)lost);
     spool_refs dropped = {0};
     if (rc == 0)
-        rc = evict(sp, txn, &dropped, NULL);
+        rc = evict(sp, txn, NULL, &dropped, NULL);
     if (rc == 0)
         rc = remove_orphans(sp, txn);
     if (rc == 0)
@@ -438,6 +475,7 @@ int agent_spool_open(const char *state_dir, uint64_t max_bytes, agent_spool **ou
     char dbdir[PATH_MAX];
     sp->max_bytes = max_bytes;
     pthread_mutex_init(&sp->lock, NULL);
+    pthread_mutex_init(&sp->pin_lock, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -493,6 +531,8 @@ void agent_spool_free(agent_spool *sp)
         mdb_env_close(sp->env);
     pthread_cond_destroy(&sp->cond);
     pthread_mutex_destroy(&sp->lock);
+    pthread_mutex_destroy(&sp->pin_lock);
+    free(sp->pins);
     free(sp);
 }
 
@@ -508,7 +548,8 @@ int agent_spool_path(agent_spool *sp, uint16_t ch, int64_t start_us, char *buf, 
 }
 
 int agent_spool_commit_ex(agent_spool *sp, const agent_segment *seg, const char *tmp_path,
-                          const void *checkpoint, size_t cplen, agent_spool_dropped *dropped)
+                          const void *checkpoint, size_t cplen, agent_spool_dropped *dropped,
+                          agent_spool_evict_fn on_evict, void *ud)
 {
     if (cplen > AGENT_CHECKPOINT_MAX || (cplen > 0 && !checkpoint))
         return -EINVAL;
@@ -569,8 +610,9 @@ int agent_spool_commit_ex(agent_spool *sp, const agent_segment *seg, const char 
         rc = meta_add(txn, sp->meta, META_QUEUED_BYTES, dbytes);
     spool_refs drop = {0};
     uint64_t drop_bytes = 0;
+    spool_ref self = {seg->channel, seg->start_us};
     if (rc == 0)
-        rc = evict(sp, txn, &drop, &drop_bytes);
+        rc = evict(sp, txn, &self, &drop, &drop_bytes);
     if (rc == 0)
         rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else
@@ -591,6 +633,9 @@ int agent_spool_commit_ex(agent_spool *sp, const agent_segment *seg, const char 
                 dropped->newest_start_us = drop.v[i].start_us;
         }
     }
+    if (on_evict)
+        for (size_t i = 0; i < drop.n; i++)
+            on_evict(ud, &drop.v[i]);
     free(drop.v);
 
     pthread_mutex_lock(&sp->lock);
@@ -607,7 +652,7 @@ undo:
 int agent_spool_commit(agent_spool *sp, const agent_segment *seg, const char *tmp_path,
                        const void *checkpoint, size_t cplen)
 {
-    return agent_spool_commit_ex(sp, seg, tmp_path, checkpoint, cplen, NULL);
+    return agent_spool_commit_ex(sp, seg, tmp_path, checkpoint, cplen, NULL, NULL, NULL);
 }
 
 int agent_spool_get_checkpoint(agent_spool *sp, uint16_t ch, void *buf, size_t *len)
@@ -770,6 +815,8 @@ int agent_spool_remove(agent_spool *sp, uint16_t ch, int64_t start_us, const cha
         rc = c2d_mdb_errno(mdb_txn_commit(txn));
     else
         mdb_txn_abort(txn);
+    if (rc == 0 || rc == -ENOENT)
+        agent_spool_unpin(sp, ch, start_us);
     if (rc != 0)
         return rc;
     /* The record is gone; a file left behind by a failure below is an
@@ -777,6 +824,56 @@ int agent_spool_remove(agent_spool *sp, uint16_t ch, int64_t start_us, const cha
     if (unlink(path) != 0 && errno != ENOENT)
         return -errno;
     return 0;
+}
+
+int agent_spool_pin(agent_spool *sp, uint16_t ch, int64_t start_us)
+{
+    /* A write transaction, though nothing is written: it waits for a
+     * commit's eviction in progress, so the record checked here cannot be
+     * deleted by one that looked at the pins before this one was added. */
+    MDB_txn *txn;
+    int rc = c2d_mdb_errno(mdb_txn_begin(sp->env, NULL, 0, &txn));
+    if (rc != 0)
+        return rc;
+    uint8_t kb[QKEY_LEN];
+    qkey_encode(kb, ch, start_us);
+    MDB_val k = {sizeof(kb), kb}, v;
+    rc = c2d_mdb_errno(mdb_get(txn, sp->queue, &k, &v));
+    if (rc == 0) {
+        pthread_mutex_lock(&sp->pin_lock);
+        if (pin_find(sp, ch, start_us) < 0) {
+            if (sp->n_pins == sp->cap_pins) {
+                size_t cap = sp->cap_pins ? sp->cap_pins * 2 : 8;
+                spool_ref *p = realloc(sp->pins, cap * sizeof(*p));
+                if (p) {
+                    sp->pins = p;
+                    sp->cap_pins = cap;
+                } else {
+                    rc = -ENOMEM;
+                }
+            }
+            if (rc == 0)
+                sp->pins[sp->n_pins++] = (spool_ref){ch, start_us};
+        }
+        pthread_mutex_unlock(&sp->pin_lock);
+    }
+    mdb_txn_abort(txn);
+    return rc;
+}
+
+void agent_spool_unpin(agent_spool *sp, uint16_t ch, int64_t start_us)
+{
+    pthread_mutex_lock(&sp->pin_lock);
+    pin_drop(sp, ch, start_us);
+    pthread_mutex_unlock(&sp->pin_lock);
+}
+
+int agent_spool_pinned(agent_spool *sp, uint16_t ch, int64_t start_us)
+{
+    pthread_mutex_lock(&sp->pin_lock);
+    int pinned = pin_find(sp, ch, start_us) >= 0;
+    pthread_mutex_unlock(&sp->pin_lock);
+    return pinned;
 }
 
 void agent_spool_get_stats(agent_spool *sp, agent_spool_stats *out)
@@ -791,7 +888,7 @@ void agent_spool_get_stats(agent_spool *sp, agent_spool_stats *out)
         meta_get(txn, sp->meta, META_DROPPED_BYTES, &st.dropped_bytes);
         meta_get(txn, sp->meta, META_LOST_SEGMENTS, &st.lost_segments);
         agent_segment old;
-        if (find_oldest(txn, sp->queue, &old) == 0)
+        if (find_oldest(txn, sp->queue, NULL, NULL, &old) == 0)
             st.oldest_start_us = old.start_us;
         mdb_txn_abort(txn);
     }

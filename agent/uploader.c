@@ -87,6 +87,7 @@ typedef struct {
     int64_t last_ack_us;
     unsigned begin_tries, storage_tries, hash_tries;
     int damaged;
+    int pinned; /* seg is pinned in the spool by this lane */
 } seg_state;
 
 typedef struct {
@@ -106,6 +107,11 @@ typedef struct {
     /* The test hook changed a chunk of this segment's content since the
      * controller last discarded it: its hash_mismatch is expected. */
     int damaged;
+    /* seg is pinned in the spool (agent_spool_pin): from before its first
+     * begin until the lane lets go of it, so a full spool does not evict
+     * what the controller may be storing. The awaiting segment keeps its
+     * pin in wait.pinned. */
+    int pinned;
     int64_t parked[AGENT_UPLOADER_PARK_MAX];
     size_t n_parked;
     int64_t park_floor; /* every segment up to this start is parked */
@@ -224,8 +230,25 @@ static void unhold(lane *l)
     l->st.hold[0] = '\0';
 }
 
-static void go_idle(lane *l, int64_t next_poll_us)
+/* The lane lets go of its active segment: evictable again (a no-op if it
+ * was removed, which releases the pin itself). */
+static void unpin_active(agent_uploader *up, lane *l)
 {
+    if (l->pinned)
+        agent_spool_unpin(up->cfg.spool, l->ch, l->seg.start_us);
+    l->pinned = 0;
+}
+
+static void unpin_wait(agent_uploader *up, lane *l)
+{
+    if (l->wait.pinned)
+        agent_spool_unpin(up->cfg.spool, l->ch, l->wait.seg.start_us);
+    l->wait.pinned = 0;
+}
+
+static void go_idle(agent_uploader *up, lane *l, int64_t next_poll_us)
+{
+    unpin_active(up, l);
     unhold(l);
     if (l->fd >= 0)
         close(l->fd);
@@ -264,7 +287,7 @@ static void park(agent_uploader *up, lane *l, const char *reason, int64_t now)
     set_reason(l, reason);
     observe(up, l->ch, &l->seg, AGENT_SEG_REJECTED, reason);
     emit(up, l, AGENT_UP_PARKED, l->confirmed, reason, "kept in the spool, skipped", 0);
-    go_idle(l, now);
+    go_idle(up, l, now);
 }
 
 static void drop_corrupt(agent_uploader *up, lane *l, const char *why, int64_t now)
@@ -272,13 +295,13 @@ static void drop_corrupt(agent_uploader *up, lane *l, const char *why, int64_t n
     int rc = agent_spool_remove(up->cfg.spool, l->ch, l->seg.start_us, NULL);
     if (rc != 0 && rc != -ENOENT) {
         emit(up, l, AGENT_UP_ERROR, 0, "cannot remove corrupt segment", "retry later", rc);
-        go_idle(l, now + ERROR_RETRY_US);
+        go_idle(up, l, now + ERROR_RETRY_US);
         return;
     }
     l->st.dropped++;
     observe(up, l->ch, &l->seg, AGENT_SEG_DROPPED, "corrupt");
     emit(up, l, AGENT_UP_DROPPED, 0, why, "removed from the spool", 0);
-    go_idle(l, now);
+    go_idle(up, l, now);
 }
 
 /* Cloud backup is off for the lane's channel (device config, or the
@@ -289,14 +312,14 @@ static void drop_backup_off(agent_uploader *up, lane *l, int64_t now)
     int rc = agent_spool_remove(up->cfg.spool, l->ch, l->seg.start_us, NULL);
     if (rc != 0 && rc != -ENOENT) {
         emit(up, l, AGENT_UP_ERROR, 0, "cannot remove segment (backup off)", "retry later", rc);
-        go_idle(l, now + ERROR_RETRY_US);
+        go_idle(up, l, now + ERROR_RETRY_US);
         return;
     }
     l->st.dropped_backup_off++;
     up->n_backup_off++;
     observe(up, l->ch, &l->seg, AGENT_SEG_DROPPED, "backup_off");
     emit(up, l, AGENT_UP_BACKUP_OFF, 0, "backup_off", "removed from the spool unsent", 0);
-    go_idle(l, now);
+    go_idle(up, l, now);
 }
 
 /* quota_full / no_disk: 30 s, 60 s, ... 10 min. */
@@ -358,7 +381,7 @@ static void do_begin(agent_uploader *up, lane *l, int64_t now)
 
 /* The lane's active segment (end sent) becomes the one awaiting commit and
  * the lane is free to take its next segment at once. */
-static void to_wait(lane *l, int64_t now)
+static void to_wait(agent_uploader *up, lane *l, int64_t now)
 {
     seg_state *w = &l->wait;
     w->phase = AGENT_LANE_END;
@@ -373,19 +396,22 @@ static void to_wait(lane *l, int64_t now)
     w->storage_tries = l->storage_tries;
     w->hash_tries = l->hash_tries;
     w->damaged = l->damaged;
+    w->pinned = l->pinned;
     l->has_wait = 1;
-    l->fd = -1; /* now the awaiting segment's */
-    go_idle(l, now);
+    l->fd = -1;    /* now the awaiting segment's */
+    l->pinned = 0; /* likewise */
+    go_idle(up, l, now);
 }
 
 /* The segment awaiting commit becomes the active one again, in the phase
  * it was in; the segment being sent, if any, is put back: it stays in the
  * spool and is taken again (begin, resume from the offset) later. */
-static void restore_wait(lane *l)
+static void restore_wait(agent_uploader *up, lane *l)
 {
     seg_state *w = &l->wait;
     if (l->fd >= 0)
         close(l->fd);
+    unpin_active(up, l);
     unhold(l);
     l->phase = w->phase;
     l->seg = w->seg;
@@ -399,6 +425,7 @@ static void restore_wait(lane *l)
     l->storage_tries = w->storage_tries;
     l->hash_tries = w->hash_tries;
     l->damaged = w->damaged;
+    l->pinned = w->pinned;
     l->has_wait = 0;
     memset(w, 0, sizeof(*w));
     w->fd = -1;
@@ -409,7 +436,7 @@ static void do_end(agent_uploader *up, lane *l, int64_t now)
     if (send_control(up, l, C2D_MSG_END, now) == 0) {
         l->phase = AGENT_LANE_END;
         if (!l->has_wait)
-            to_wait(l, now);
+            to_wait(up, l, now);
     }
 }
 
@@ -491,7 +518,19 @@ static void activate(agent_uploader *up, lane *l, int64_t now)
         l->next_poll_us = now + ERROR_RETRY_US;
         return;
     }
+    rc = agent_spool_pin(up->cfg.spool, l->ch, seg.start_us);
+    if (rc == -ENOENT) {
+        /* Evicted since it was read; the next poll sees the new head. */
+        l->next_poll_us = now;
+        return;
+    }
+    if (rc != 0) {
+        emit_seg(up, l->ch, &seg, AGENT_UP_ERROR, 0, "cannot pin segment", "retry later", rc);
+        l->next_poll_us = now + ERROR_RETRY_US;
+        return;
+    }
     l->seg = seg;
+    l->pinned = 1;
     if (!l->backup) {
         drop_backup_off(up, l, now);
         return;
@@ -503,7 +542,7 @@ static void activate(agent_uploader *up, lane *l, int64_t now)
         rc = -errno;
     if (rc == -ENOENT) {
         /* Evicted between the two reads; the next poll sees the new head. */
-        go_idle(l, now + IDLE_POLL_US);
+        go_idle(up, l, now + IDLE_POLL_US);
         return;
     }
     if (rc != 0) {
@@ -574,7 +613,7 @@ static void finish(agent_uploader *up, lane *l, int duplicate, int64_t now)
     int rc = agent_spool_remove(up->cfg.spool, l->ch, l->seg.start_us, up->keep_dir);
     if (rc != 0 && rc != -ENOENT) {
         emit(up, l, AGENT_UP_ERROR, 0, "cannot remove acknowledged segment", "retry later", rc);
-        go_idle(l, now + ERROR_RETRY_US);
+        go_idle(up, l, now + ERROR_RETRY_US);
         return;
     }
     l->st.committed++;
@@ -586,7 +625,7 @@ static void finish(agent_uploader *up, lane *l, int duplicate, int64_t now)
         up->n_committed++;
     observe(up, l->ch, &l->seg, AGENT_SEG_ACKED, NULL);
     emit(up, l, duplicate ? AGENT_UP_DUPLICATE : AGENT_UP_COMMITTED, l->seg.size, "", "", 0);
-    go_idle(l, now);
+    go_idle(up, l, now);
 }
 
 /* committed or duplicate for the segment awaiting commit. */
@@ -612,12 +651,13 @@ static void finish_wait(agent_uploader *up, lane *l, int duplicate, int64_t now)
     }
     if (w->fd >= 0)
         close(w->fd);
+    unpin_wait(up, l); /* removed: released already; still queued: taken again later */
     memset(w, 0, sizeof(*w));
     w->fd = -1;
     l->has_wait = 0;
     /* The next segment may already be all sent and waiting for its turn. */
     if (l->phase == AGENT_LANE_END)
-        to_wait(l, now);
+        to_wait(up, l, now);
 }
 
 static int active(const lane *l)
@@ -776,7 +816,7 @@ static void handle_wait_ack(agent_uploader *up, lane *l, const c2d_msg *m, int64
     case C2D_ACK_REJECTED:
         break;
     }
-    restore_wait(l);
+    restore_wait(up, l);
     handle_ack(up, m, now);
 }
 
@@ -844,7 +884,7 @@ static void on_connection(agent_uploader *up, int connected, int64_t now)
         if (l->has_wait) {
             seg_state *w = &l->wait;
             if (publish_control(up, l->ch, &w->seg, C2D_MSG_BEGIN) != 0) {
-                restore_wait(l);
+                restore_wait(up, l);
                 backoff(l, PUBLISH_RETRY_US, now);
                 continue;
             }
@@ -882,7 +922,7 @@ static void work(agent_uploader *up, int64_t now, int64_t *wake)
         if (l->has_wait && now - l->wait.last_ack_us >= up->cfg.ack_timeout_us) {
             /* Handled as before this lane went on: the awaiting segment is
              * the active one again, the one being sent goes back. */
-            restore_wait(l);
+            restore_wait(up, l);
             emit(up, l, AGENT_UP_TIMEOUT, l->confirmed, "no ack", "resend begin", 0);
             retry_begin(up, l, now);
             continue;
@@ -1063,10 +1103,16 @@ static void destroy(agent_uploader *up)
 {
     if (up->lanes)
         for (size_t i = 0; i < up->n; i++) {
-            if (up->lanes[i].fd >= 0)
-                close(up->lanes[i].fd);
-            if (up->lanes[i].has_wait && up->lanes[i].wait.fd >= 0)
-                close(up->lanes[i].wait.fd);
+            lane *l = &up->lanes[i];
+            if (l->fd >= 0)
+                close(l->fd);
+            if (l->has_wait && l->wait.fd >= 0)
+                close(l->wait.fd);
+            /* The spool outlives the uploader (and a new one may start on
+             * it): what this one was sending is evictable again. */
+            unpin_active(up, l);
+            if (l->has_wait)
+                unpin_wait(up, l);
         }
     free(up->lanes);
     free(up->snap_lanes);

@@ -48,9 +48,9 @@
  * --journal-dir J: J/<device_id>.jsonl gets one line per segment event,
  *   {"ev":"spooled|acked|rejected|dropped","ch":..,"start":..,"bytes":..,
  *    "t_us":<wall clock us>,"reason":..|null}
- * ("spool_full" drops cover several segments of any channel: "ch":-1,
- * "start" the oldest, plus "segments" and "last_start"), each line one
- * write(2) on an O_APPEND descriptor: a kill -9 loses at most that line.
+ * (a "spool_full" drop is one line per evicted segment, like every other
+ * event), each line one write(2) on an O_APPEND descriptor: a kill -9
+ * loses at most that line.
  *
  * --speed X paces realtime sources X times faster; --corrupt sets every
  * agent's chunk corruption test hook (agent_config's test_corrupt_*).
@@ -320,9 +320,6 @@ static void journal_write(sim_dev *d, const agent_seg_event *e)
                  "\"reason\":%s",
                  agent_seg_event_name(e->kind), (long long)e->channel, (long long)e->start_us,
                  (long long)e->bytes, (long long)c2d_now_us(), e->reason ? reason : "null");
-    if (n > 0 && (size_t)n < sizeof(line) && (e->segments != 1 || e->channel < 0))
-        n += snprintf(line + n, sizeof(line) - (size_t)n, ",\"segments\":%lld,\"last_start\":%lld",
-                      (long long)e->segments, (long long)e->last_start_us);
     if (n > 0 && (size_t)n + 2 < sizeof(line)) {
         line[n++] = '}';
         line[n++] = '\n';

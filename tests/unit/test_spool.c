@@ -1,4 +1,4 @@
-/* agent/spool.c: queue order, eviction, persistence, crash recovery,
+/* agent/spool.c: queue order, eviction, pins, persistence, crash recovery,
  * checkpoints, wait. */
 #include "check.h"
 #include "agent/spool.h"
@@ -35,10 +35,25 @@ static int exists(const char *path)
     return stat(path, &st) == 0;
 }
 
+/* What on_evict was told, in order. */
+typedef struct {
+    agent_segment v[16];
+    size_t n;
+} evicted;
+
+static void on_evict(void *ud, const agent_segment *seg)
+{
+    evicted *e = ud;
+    if (e->n < sizeof(e->v) / sizeof(e->v[0]))
+        e->v[e->n] = *seg;
+    e->n++;
+}
+
 /* Writes a temp segment of size bytes (content derived from start) and
- * commits it; returns the commit's result. */
-static int put(agent_spool *sp, uint16_t ch, int64_t start, size_t size, const char *cp,
-               agent_spool_dropped *dropped)
+ * commits it; returns the commit's result. ev (if not NULL) is reset and
+ * collects the evicted segments. */
+static int put_ev(agent_spool *sp, uint16_t ch, int64_t start, size_t size, const char *cp,
+                  agent_spool_dropped *dropped, evicted *ev)
 {
     char tmp[PATH_MAX];
     int rc = agent_spool_tmp_path(sp, ch, start, tmp, sizeof(tmp));
@@ -54,7 +69,22 @@ static int put(agent_spool *sp, uint16_t ch, int64_t start, size_t size, const c
     agent_segment seg = {.channel = ch, .start_us = start, .duration_us = 5000000, .size = size};
     if ((rc = c2d_sha256_file_hex(tmp, seg.sha256)) != 0)
         return rc;
-    return agent_spool_commit_ex(sp, &seg, tmp, cp, cp ? strlen(cp) : 0, dropped);
+    if (ev)
+        ev->n = 0;
+    return agent_spool_commit_ex(sp, &seg, tmp, cp, cp ? strlen(cp) : 0, dropped,
+                                 ev ? on_evict : NULL, ev);
+}
+
+static int put(agent_spool *sp, uint16_t ch, int64_t start, size_t size, const char *cp,
+               agent_spool_dropped *dropped)
+{
+    return put_ev(sp, ch, start, size, cp, dropped, NULL);
+}
+
+static int queued(agent_spool *sp, uint16_t ch, int64_t start)
+{
+    agent_segment s;
+    return agent_spool_next(sp, ch, start - 1, &s) == 0 && s.start_us == start;
 }
 
 static void test_order(void)
@@ -188,6 +218,108 @@ static void test_evict(void)
     agent_spool_free(sp);
 }
 
+/* The uploader pins the segments it is sending or awaiting an ack for:
+ * eviction passes over them (and over the segment just committed). */
+static void test_pin(void)
+{
+    char dir[512];
+    snprintf(dir, sizeof(dir), "%s/pin", root);
+    agent_spool *sp;
+    CHECK_EQ(agent_spool_open(dir, 10000, &sp), 0);
+    agent_spool_dropped d;
+    evicted ev;
+    CHECK_EQ(agent_spool_pin(sp, 0, 10), -ENOENT); /* only queued segments */
+    CHECK_EQ(put(sp, 0, 10, 3000, NULL, NULL), 0);
+    CHECK_EQ(put(sp, 1, 5, 3000, NULL, NULL), 0);
+    CHECK_EQ(put(sp, 0, 20, 3000, NULL, NULL), 0);
+
+    /* the pinned global oldest (ch 1 start 5) stays; the next oldest goes */
+    CHECK_EQ(agent_spool_pin(sp, 1, 5), 0);
+    CHECK_EQ(agent_spool_pin(sp, 1, 5), 0); /* again: a no-op */
+    CHECK_EQ(agent_spool_pinned(sp, 1, 5), 1);
+    CHECK_EQ(put_ev(sp, 1, 30, 3000, NULL, &d, &ev), 0);
+    CHECK_EQ(d.segments, 1);
+    CHECK_EQ(d.bytes, 3000);
+    CHECK_EQ(d.oldest_start_us, 10);
+    CHECK_EQ(d.newest_start_us, 10);
+    CHECK_EQ(ev.n, 1);
+    CHECK_EQ(ev.v[0].channel, 0);
+    CHECK_EQ(ev.v[0].start_us, 10);
+    CHECK_EQ(ev.v[0].size, 3000);
+    CHECK_EQ(strlen(ev.v[0].sha256), 64);
+    CHECK(queued(sp, 1, 5));
+    CHECK(!queued(sp, 0, 10));
+    CHECK_EQ(agent_spool_pin(sp, 0, 10), -ENOENT); /* evicted: cannot be pinned */
+
+    /* everything pinned: nothing goes, the spool stays over max_bytes */
+    CHECK_EQ(agent_spool_pin(sp, 0, 20), 0);
+    CHECK_EQ(agent_spool_pin(sp, 1, 30), 0);
+    CHECK_EQ(put_ev(sp, 2, 40, 3000, NULL, &d, &ev), 0);
+    CHECK_EQ(d.segments, 0);
+    CHECK_EQ(ev.n, 0);
+    agent_spool_stats st;
+    agent_spool_get_stats(sp, &st);
+    CHECK_EQ(st.queued_segments, 4);
+    CHECK_EQ(st.queued_bytes, 12000);
+    CHECK_EQ(st.dropped_segments, 1);
+    CHECK_EQ(st.oldest_start_us, 5); /* pinned ones are still queued */
+
+    /* unpinned, the oldest goes at the next commit (ch 1's 30, before ch
+     * 2's 40 which is no longer the newest) */
+    agent_spool_unpin(sp, 1, 30);
+    agent_spool_unpin(sp, 1, 30); /* not pinned: ignored */
+    CHECK_EQ(agent_spool_pinned(sp, 1, 30), 0);
+    CHECK_EQ(put_ev(sp, 2, 50, 2000, NULL, &d, &ev), 0);
+    CHECK_EQ(d.segments, 2);
+    CHECK_EQ(ev.n, 2);
+    CHECK_EQ(ev.v[0].channel, 1);
+    CHECK_EQ(ev.v[0].start_us, 30);
+    CHECK_EQ(ev.v[1].channel, 2);
+    CHECK_EQ(ev.v[1].start_us, 40);
+    agent_spool_get_stats(sp, &st);
+    CHECK_EQ(st.queued_bytes, 8000);
+    CHECK_EQ(st.dropped_segments, 3);
+
+    /* remove releases the pin; a segment queued again later is not pinned */
+    CHECK_EQ(agent_spool_remove(sp, 0, 20, NULL), 0);
+    CHECK_EQ(agent_spool_pinned(sp, 0, 20), 0);
+    CHECK_EQ(put(sp, 0, 20, 3000, NULL, NULL), 0);
+    CHECK_EQ(agent_spool_pinned(sp, 0, 20), 0);
+    CHECK_EQ(put_ev(sp, 0, 60, 3000, NULL, &d, &ev), 0);
+    CHECK_EQ(ev.n, 1);
+    CHECK_EQ(ev.v[0].start_us, 20);
+    CHECK(queued(sp, 1, 5));
+    agent_spool_free(sp);
+
+    /* pins pass over records within a channel and across channels: ch 0's
+     * pinned 100 leads to its 300, ch 1's only record is pinned so the
+     * walk goes on to ch 2's 250 */
+    snprintf(dir, sizeof(dir), "%s/pin2", root);
+    CHECK_EQ(agent_spool_open(dir, 4000, &sp), 0);
+    CHECK_EQ(put(sp, 0, 100, 1000, NULL, NULL), 0);
+    CHECK_EQ(put(sp, 0, 300, 1000, NULL, NULL), 0);
+    CHECK_EQ(put(sp, 1, 200, 1000, NULL, NULL), 0);
+    CHECK_EQ(put(sp, 2, 250, 1000, NULL, NULL), 0);
+    CHECK_EQ(agent_spool_pin(sp, 0, 100), 0);
+    CHECK_EQ(agent_spool_pin(sp, 1, 200), 0);
+    CHECK_EQ(put_ev(sp, 3, 400, 1500, NULL, &d, &ev), 0);
+    CHECK_EQ(ev.n, 2);
+    CHECK(ev.v[0].channel == 2 && ev.v[0].start_us == 250);
+    CHECK(ev.v[1].channel == 0 && ev.v[1].start_us == 300);
+    CHECK_EQ(d.oldest_start_us, 250);
+    CHECK_EQ(d.newest_start_us, 300);
+    agent_spool_free(sp);
+
+    /* pins live in memory: after a restart a smaller spool evicts them */
+    CHECK_EQ(agent_spool_open(dir, 2000, &sp), 0);
+    CHECK_EQ(agent_spool_pinned(sp, 0, 100), 0);
+    agent_spool_get_stats(sp, &st);
+    CHECK_EQ(st.queued_bytes, 1500);
+    CHECK(queued(sp, 3, 400));
+    CHECK(!queued(sp, 0, 100) && !queued(sp, 1, 200));
+    agent_spool_free(sp);
+}
+
 static void test_recovery(void)
 {
     char dir[512];
@@ -318,6 +450,7 @@ int main(void)
     }
     test_order();
     test_evict();
+    test_pin();
     test_recovery();
     test_checkpoint();
     test_wait();

@@ -35,16 +35,22 @@ typedef struct {
     size_t capacity;      /* device ids remembered */
 } ctl_devlimit_params;
 
-/* Defaults, far above a real recorder's needs: 8 channels of 256 KiB
- * chunks at 100 Mbit/s is 12.5 MB/s and about 50 chunk frames a second
- * (plus a begin and an end per segment, a state message every 10 s). The
- * agent's smallest chunk (4 KiB) at 30 Mbit/s is about 1000 frames a
- * second. Bursts: an agent sends at most window_chunks (8) chunks per
- * channel without an ack, 8 x 8 x 1 MiB = 64 MiB in the worst case. */
-#define CTL_DEVLIMIT_MSGS_PER_S 1000
-#define CTL_DEVLIMIT_MSGS_BURST 4000
-#define CTL_DEVLIMIT_BYTES_PER_S (INT64_C(32) << 20)
-#define CTL_DEVLIMIT_BYTES_BURST (INT64_C(64) << 20)
+/* Defaults: a backstop against floods, never a shaper of a compliant
+ * recorder. A recorder catching up on a backlog after an outage sends as
+ * fast as its link and the controller's acks allow (on a LAN or loopback,
+ * well over 100 MB/s), and every message dropped here costs that channel
+ * an ack timeout (10 s) before it resumes: a limit under the link's speed
+ * turned a 124 MB/s catch-up into 8 MB/s (tools/bench upload; test_40's
+ * catch-up test). So the byte rate is above any one recorder's uplink
+ * (256 MiB/s, over 2 Gbit/s) and the message rate carries it in 64 KiB
+ * chunks (4000 a second); bursts are three seconds' worth. Real-time
+ * recording is far below: 8 channels at 8 Mbit/s in 256 KiB chunks is
+ * 8 MB/s and about 30 frames a second. Lower them per installation to
+ * share a small controller more strictly (docs/components.md). */
+#define CTL_DEVLIMIT_MSGS_PER_S 4000
+#define CTL_DEVLIMIT_MSGS_BURST 12000
+#define CTL_DEVLIMIT_BYTES_PER_S (INT64_C(256) << 20)
+#define CTL_DEVLIMIT_BYTES_BURST (INT64_C(768) << 20)
 /* As many devices as controller/devstate.h tracks. */
 #define CTL_DEVLIMIT_CAPACITY 20000
 /* Bounds on the parameters: the byte burst must take the largest message

@@ -190,3 +190,45 @@ def test_flood_from_one_device(tmp_path, media):
     assert lat[-1] < max(5 * base[-1], base[-1] + 2.0), (lat, base)
     assert max(api_times) < 2.0, api_times
     check_store_consistent(s.ctl)
+
+
+@pytest.mark.timeout(600)
+def test_compliant_catch_up_is_not_limited(tmp_path):
+    """The limit's defaults are a backstop against floods, never a shaper of
+    a compliant recorder: an agent catching up on a backlog as fast as
+    loopback carries it (4 channels of a 134 Mbit/s recording, read as fast
+    as it can: about 270 MB) loses no message to the limit, so it never
+    waits out an ack timeout. (With last release's 32 MiB/s default, the
+    same upload lost chunks and ran at 8 MB/s instead of over 100.)"""
+    src = tmp_path / "noise.ts"
+    subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x480:rate=25:duration=4,noise=alls=100:allf=t",
+                    "-c:v", "libx264", "-preset", "ultrafast", "-qp", "0", "-g", "50",
+                    "-keyint_min", "50", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+                    "-f", "mpegts", str(src)], check=True, timeout=120)
+    size = src.stat().st_size
+    assert size > 40e6, size  # far over the old 64 MiB burst with 4 channels
+    pki = Pki(tmp_path / "ca")
+    broker = start_ca_broker(pki.dir, [pki.dev_port, pki.pair_port], tmp_path / "mosquitto.log")
+    s = Story(pki, tmp_path)  # the controller's default limits
+    rec = s.ok("POST", "/api/v1/recorders", {"name": "rec-c", "serial": "SN-rec-c", "model": "X8",
+                                             "site_id": s.rec["site_id"], "channels": 4,
+                                             "device_id": "rec-c"})
+    a = Agent(tmp_path / "agent-rec-c", pki.as_broker(), pki.device("rec-c"),
+              [file_channel(ch, src) for ch in (1, 2, 3, 4)], segment_seconds=2)
+    t0 = time.monotonic()
+    a.start()
+    a.wait_done(300, s.ctl)
+    took = time.monotonic() - t0
+    segs = [x for x in s.ctl.segments() if x["device"] == "rec-c"]
+    stored = sum(x["size"] for x in segs)
+    print("catch-up: %d segments, %.0f MB in %.1f s (%.1f MB/s, segmenting included)"
+          % (len(segs), stored / 1e6, took, stored / 1e6 / took))
+    assert broker.alive() and s.ctl.alive(), s.ctl.diag()
+    assert len(segs) >= 8 and a.spool_files() == [], (len(segs), a.spool_files())
+    assert stored >= 4 * size * 0.95, (stored, size)
+    log = s.ctl.log_text()
+    assert "over its rate limit" not in log and "resume device=rec-c" not in log, s.ctl.diag()
+    st = s.ok("GET", "/api/v1/recorders/%d/state" % rec["id"])
+    assert st["rate_limited"] is None and "rate_limited" not in str(st["alarms"]), st
+    check_store_consistent(s.ctl)

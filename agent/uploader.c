@@ -230,20 +230,19 @@ static void unhold(lane *l)
     l->st.hold[0] = '\0';
 }
 
-/* The lane lets go of its active segment: evictable again (a no-op if it
- * was removed, which releases the pin itself). */
-static void unpin_active(agent_uploader *up, lane *l)
+/* The lane lets go of a segment it pinned (its active one or the one
+ * awaiting commit): evictable again (a no-op if it was removed, which
+ * releases the pin itself). */
+static void unpin(agent_uploader *up, lane *l, const agent_segment *seg, int *pinned)
 {
-    if (l->pinned)
-        agent_spool_unpin(up->cfg.spool, l->ch, l->seg.start_us);
-    l->pinned = 0;
+    if (*pinned)
+        agent_spool_unpin(up->cfg.spool, l->ch, seg->start_us);
+    *pinned = 0;
 }
 
-static void unpin_wait(agent_uploader *up, lane *l)
+static void unpin_active(agent_uploader *up, lane *l)
 {
-    if (l->wait.pinned)
-        agent_spool_unpin(up->cfg.spool, l->ch, l->wait.seg.start_us);
-    l->wait.pinned = 0;
+    unpin(up, l, &l->seg, &l->pinned);
 }
 
 static void go_idle(agent_uploader *up, lane *l, int64_t next_poll_us)
@@ -651,7 +650,8 @@ static void finish_wait(agent_uploader *up, lane *l, int duplicate, int64_t now)
     }
     if (w->fd >= 0)
         close(w->fd);
-    unpin_wait(up, l); /* removed: released already; still queued: taken again later */
+    unpin(up, l, &l->wait.seg,
+          &l->wait.pinned); /* removed: released already; queued: taken later */
     memset(w, 0, sizeof(*w));
     w->fd = -1;
     l->has_wait = 0;
@@ -1112,7 +1112,7 @@ static void destroy(agent_uploader *up)
              * it): what this one was sending is evictable again. */
             unpin_active(up, l);
             if (l->has_wait)
-                unpin_wait(up, l);
+                unpin(up, l, &l->wait.seg, &l->wait.pinned);
         }
     free(up->lanes);
     free(up->snap_lanes);
